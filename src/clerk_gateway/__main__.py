@@ -1,0 +1,3 @@
+from clerk_gateway.cli import main
+
+raise SystemExit(main())

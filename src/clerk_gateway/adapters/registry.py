@@ -1,0 +1,66 @@
+"""Finds adapters by name: the built-in ones and any installed under the entry-point group
+``clerk_gateway.adapters``, and validates each backend's settings with its adapter's model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+from pydantic import ValidationError
+
+from clerk_gateway.settings.problems import Problems
+
+from .base import Adapter, BackendSettings
+
+ENTRY_POINT_GROUP = "clerk_gateway.adapters"
+
+
+def _builtin() -> dict[str, type[Adapter]]:
+    from .hasura import HasuraAdapter
+
+    return {"hasura": HasuraAdapter}
+
+
+def adapter_classes() -> dict[str, type[Adapter]]:
+    classes = _builtin()
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name not in classes:
+            classes[entry.name] = entry.load()
+    return classes
+
+
+def build_backend_settings(raw: Mapping[str, Any], problems: Problems) -> dict[str, BackendSettings]:
+    """Validate each backend with its adapter's settings model; report problems by variable name."""
+    classes = adapter_classes()
+    result: dict[str, BackendSettings] = {}
+    for name, fields in raw.items():
+        prefix = f"GATEWAY_BACKENDS__{name.upper()}"
+        if not name.replace("-", "").replace("_", "").isalnum() or name.lower() != name:
+            problems.add(prefix, "backend names are lower-case letters, digits, '-' and '_'")
+            continue
+        if not isinstance(fields, Mapping):
+            problems.add(prefix, "must be an object of backend fields")
+            continue
+        values = dict(fields)
+        adapter_name = values.setdefault("adapter", name if name in classes else None)
+        if adapter_name is None:
+            problems.add(f"{prefix}__ADAPTER", f"missing; one of: {', '.join(sorted(classes))}")
+            continue
+        cls = classes.get(str(adapter_name))
+        if cls is None:
+            problems.add(f"{prefix}__ADAPTER", f"unknown adapter '{adapter_name}'; one of: "
+                         f"{', '.join(sorted(classes))}")
+            continue
+        try:
+            result[name] = cls.settings_model.model_validate(values)
+        except ValidationError as exc:
+            for item in exc.errors():
+                path = "__".join(str(part).upper() for part in item["loc"])
+                where = f"{prefix}__{path}" if path else prefix
+                problems.add(where, item["msg"].removeprefix("Value error, "))
+    return result
+
+
+def create_adapter(name: str, settings: BackendSettings) -> Adapter:
+    return adapter_classes()[settings.adapter](name, settings)

@@ -1,0 +1,106 @@
+"""The ASGI application: a thin dispatcher in front of two halves.
+
+Proxied requests (``/<backend>/…`` and ``/graphql``) go straight to the raw-ASGI proxy, because a
+gateway pays its framework's per-request cost on every request; the operational routes
+(``/healthz``, ``/readyz``, ``/metrics``) and everything else are a small FastAPI app.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from clerk_gateway.errors import NotFoundError
+from clerk_gateway.observability.metrics import REGISTRY
+from clerk_gateway.proxy.http import BackendProxy
+from clerk_gateway.proxy.responses import render_error
+from clerk_gateway.readiness import ReadinessProbe
+from clerk_gateway.runtime import Runtime
+from clerk_gateway.settings import Settings, load_settings
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+log = logging.getLogger("clerk_gateway.app")
+
+
+def build_ops_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(title="clerk-gateway", docs_url=None, redoc_url=None, openapi_url=None)
+    readiness = ReadinessProbe(runtime.http, runtime.adapters, runtime.keys)
+
+    @app.get("/healthz")
+    async def healthz() -> PlainTextResponse:
+        return PlainTextResponse("OK")
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ready, body = await readiness.report()
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status, headers, body = render_error(NotFoundError(), graphql=False)
+        return Response(body, status_code=status,
+                        headers={k.decode(): v.decode() for k, v in headers})
+
+    return app
+
+
+class GatewayApp:
+    """Routes each request to a backend proxy or to the operational app."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.ops = build_ops_app(runtime)
+        self.proxies: dict[str, BackendProxy] = runtime.proxies
+        default = runtime.settings.gateway.default_backend
+        self.default_proxy = runtime.proxies.get(default) if default else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            end = path.find("/", 1)
+            proxy = self.proxies.get(path[1:end] if end > 0 else path[1:])
+            if proxy is not None:
+                await proxy.handle(scope, receive, send, path[end:] if end > 0 else "/")
+                return
+            if path == "/graphql" and self.default_proxy is not None:
+                await self.default_proxy.handle(scope, receive, send, "/v1/graphql")
+                return
+            await self.ops(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.ops(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.start()
+                except Exception as exc:  # start-up must report, not crash silently
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": type(exc).__name__})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(settings: Settings | None = None) -> GatewayApp:
+    """The ASGI app for ``serve`` (uvicorn factory) and for tests with explicit settings."""
+    return GatewayApp(Runtime.build(settings or load_settings()))

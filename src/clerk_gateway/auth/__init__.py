@@ -1,0 +1,1 @@
+"""Authentication: token sources → keys → verifier → verified identity."""

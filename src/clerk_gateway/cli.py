@@ -1,0 +1,123 @@
+"""The ``clerk-gateway`` command: serve, demo, check, token, inspect."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from clerk_gateway import __version__
+from clerk_gateway.settings import Settings, SettingsError, load_settings
+
+
+def _load_or_report() -> Settings | None:
+    try:
+        return load_settings()
+    except SettingsError as error:
+        print("clerk-gateway: the settings have problems:", file=sys.stderr)
+        for variable, message in error.problems:
+            print(f"  {variable}: {message}", file=sys.stderr)
+        return None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from clerk_gateway.observability.logging import configure_logging, uvicorn_log_config
+
+    settings = _load_or_report()
+    if settings is None:
+        return 2
+    gateway = settings.gateway
+    configure_logging(gateway.log_level, gateway.log_format)
+    uvicorn.run(
+        "clerk_gateway.app:create_app", factory=True,
+        host=gateway.host, port=gateway.port, workers=gateway.workers,
+        loop="uvloop" if sys.platform != "win32" else "asyncio", http="httptools",
+        log_config=uvicorn_log_config(gateway.log_level, gateway.log_format),
+        access_log=False, server_header=False, proxy_headers=False, lifespan="on",
+        timeout_keep_alive=30, timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from clerk_gateway.demo import run_demo
+
+    try:
+        asyncio.run(run_demo(args.host, args.port, args.backend_port))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from clerk_gateway.checks import run_check
+
+    settings = _load_or_report()
+    if settings is None:
+        return 2
+    return asyncio.run(run_check(settings))
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from clerk_gateway.auth.dev_issuer import DevelopmentIssuer
+
+    issuer = DevelopmentIssuer.load_or_create(Path(args.key_file), issuer=args.issuer)
+    if args.jwks:
+        import json
+
+        print(json.dumps(issuer.jwks()))
+        return 0
+    if args.public_pem:
+        print(issuer.public_pem().strip())
+        return 0
+    print(issuer.mint(args.sub, lifetime=args.lifetime, session=not args.template, azp=args.azp))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from clerk_gateway.checks import run_inspect
+
+    from_stdin = args.token == "-"  # noqa: S105 - "-" means standard input, not a password
+    text = sys.stdin.read().strip() if from_stdin else args.token
+    settings = _load_or_report()
+    if settings is None:
+        return 2
+    return asyncio.run(run_inspect(settings, text))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clerk-gateway", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"clerk-gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the gateway from the settings").set_defaults(func=cmd_serve)
+    demo = commands.add_parser("demo", help="run a self-contained demo (dev issuer + echo backend)")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--backend-port", type=int, default=8001)
+    demo.set_defaults(func=cmd_demo)
+    commands.add_parser("check", help="validate settings, fetch keys, probe backends").set_defaults(
+        func=cmd_check)
+    token = commands.add_parser("token", help="mint a development token with the development key")
+    token.add_argument("--sub", default="user_dev")
+    token.add_argument("--lifetime", type=int, default=3600)
+    token.add_argument("--azp", default=None)
+    token.add_argument("--template", action="store_true", help="a JWT-template token (no sid)")
+    token.add_argument("--issuer", default="http://127.0.0.1:8000/dev-issuer")
+    token.add_argument("--key-file", default=".clerk-gateway/dev-key.pem")
+    token.add_argument("--jwks", action="store_true", help="print the development JWKS instead")
+    token.add_argument("--public-pem", action="store_true", help="print the public key (for CLERK_JWT_KEY)")
+    token.set_defaults(func=cmd_token)
+    inspect = commands.add_parser("inspect", help="explain whether the settings accept a token")
+    inspect.add_argument("token", help="the token, or - to read it from standard input")
+    inspect.set_defaults(func=cmd_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result

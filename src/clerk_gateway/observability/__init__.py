@@ -1,0 +1,1 @@
+"""Metrics and logs: beside the pipeline, imported by it, importing nothing of it."""

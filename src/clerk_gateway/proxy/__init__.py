@@ -1,0 +1,1 @@
+"""The proxy moves bytes: HTTP (and later WebSocket) forwarding, streaming, transport failures."""

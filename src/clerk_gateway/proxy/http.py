@@ -1,0 +1,222 @@
+"""Forwards one HTTP request to a backend and streams the answer back (raw ASGI, no framework).
+
+The order is chosen so that nothing reaches the upstream before every check passed: route
+allow-list (404/405) → declared body size (413) → token → verification (401/403) → body read under
+the limit (413) → the adapter's identity headers → upstream. Responses are streamed chunk by chunk;
+a client that goes away cancels the upstream request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+from clerk_gateway.adapters.base import Adapter, Header, IncomingRequest, Route
+from clerk_gateway.auth.token_sources import find_token
+from clerk_gateway.auth.verifier import TokenVerifier
+from clerk_gateway.errors import (
+    AuthenticationError,
+    ForbiddenError,
+    GatewayError,
+    MissingTokenError,
+    PayloadTooLargeError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
+from clerk_gateway.observability.metrics import AUTH_FAILURES, REQUESTS, UPSTREAM_LATENCY
+
+from .headers import RequestHeaderFilter, filter_response_headers
+from .request_id import request_id_from
+from .upstream import UpstreamClient, UpstreamConnectError, UpstreamResponse, UpstreamTimeout
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+log = logging.getLogger("clerk_gateway.proxy")
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its request body arrived; nothing is left to answer."""
+
+
+class _StreamState:
+    __slots__ = ("finished",)
+
+    def __init__(self) -> None:
+        self.finished = False
+
+
+class BackendProxy:
+    """Everything one backend needs on the request path, resolved once at start-up."""
+
+    def __init__(self, adapter: Adapter, client: UpstreamClient, verifier: TokenVerifier, *,
+                 cookie_names: Sequence[str], max_body_bytes: int, access_log: bool = False) -> None:
+        self.adapter = adapter
+        self.client = client
+        self.verifier = verifier
+        self.cookie_names = tuple(cookie_names)
+        self.max_body_bytes = max_body_bytes
+        self.access_log = access_log
+        self._filter = RequestHeaderFilter(adapter.header_policy)
+        self._latency = UPSTREAM_LATENCY.labels(adapter.name)
+        self._request_counters: dict[int, Any] = {}
+
+    def _count(self, status: int) -> None:
+        counter = self._request_counters.get(status)
+        if counter is None:
+            counter = self._request_counters[status] = REQUESTS.labels(self.adapter.name, str(status))
+        counter.inc()
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        raw_headers: list[Header] = scope["headers"]
+        request_id = request_id_from(raw_headers)
+        route: Route | None = None
+        try:
+            route = self.adapter.match(scope["method"], path)
+            response = await self._forward(scope, receive, raw_headers, route, request_id)
+        except GatewayError as error:
+            await self._refuse(send, error, route, request_id)
+            return
+        except ClientDisconnected:
+            return
+        await self._stream(send, receive, response, request_id)
+
+    async def _forward(self, scope: Scope, receive: Receive, raw_headers: list[Header], route: Route,
+                       request_id: bytes) -> UpstreamResponse:
+        declared = _content_length(raw_headers)
+        if declared is not None and declared > self.max_body_bytes:
+            raise PayloadTooLargeError(self.max_body_bytes)
+        token_text = find_token(raw_headers, self.cookie_names)
+        if token_text is None:
+            raise MissingTokenError()
+        token = await self.verifier.verify(token_text)
+        if token.kind not in self.adapter.accepted_kinds:
+            raise AuthenticationError("token-kind-not-accepted",
+                                      f"{token.kind.value} tokens are not accepted by this backend")
+        body = await _read_body(receive, self.max_body_bytes)
+        client = scope.get("client")
+        incoming = IncomingRequest(
+            method=scope["method"], path=scope["path"], query_string=scope["query_string"],
+            headers=raw_headers, request_id=request_id.decode(), client_ip=client[0] if client else None,
+        )
+        headers = self._filter.apply(raw_headers)
+        headers.extend(await self.adapter.identity_headers(token, incoming, route))
+        headers.append((b"x-request-id", request_id))
+        url = route.upstream_url
+        if scope["query_string"]:
+            url = f"{url}?{scope['query_string'].decode('latin-1')}"
+        started = time.perf_counter()
+        try:
+            response = await self.client.send(scope["method"], url, headers, body,
+                                              timeout=self.adapter.timeout_seconds,
+                                              streaming=route.streaming)
+        except UpstreamConnectError as exc:
+            log.warning("upstream unreachable", extra={"backend": self.adapter.name,
+                                                       "request_id": request_id.decode(), "error": str(exc)})
+            raise UpstreamUnavailableError(self.adapter.name) from None
+        except UpstreamTimeout:
+            raise UpstreamTimeoutError(self.adapter.name) from None
+        self._latency.observe(time.perf_counter() - started)
+        return response
+
+    async def _refuse(self, send: Send, error: GatewayError, route: Route | None, request_id: bytes) -> None:
+        status, headers, body = self.adapter.render_error(error, route)
+        headers.append((b"x-request-id", request_id))
+        headers.append((b"content-length", str(len(body)).encode()))
+        if isinstance(error, AuthenticationError | ForbiddenError):
+            AUTH_FAILURES.labels(error.reason).inc()
+        self._count(status)
+        log.info("request refused", extra={"backend": self.adapter.name, "status": status,
+                                          "reason": error.reason, "request_id": request_id.decode()})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _stream(self, send: Send, receive: Receive, response: UpstreamResponse,
+                      request_id: bytes) -> None:
+        headers = filter_response_headers(response.headers)
+        headers.append((b"x-request-id", request_id))
+        chunks = response.chunks()
+        state = _StreamState()
+        watcher: asyncio.Task[None] | None = None
+        try:
+            try:
+                first = await anext(chunks, b"")
+            except (UpstreamConnectError, UpstreamTimeout):
+                await self._refuse(send, UpstreamUnavailableError(self.adapter.name), None, request_id)
+                return
+            self._count(response.status)
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            if response.at_eof():
+                state.finished = True
+                await send({"type": "http.response.body", "body": first})
+                return
+            current = asyncio.current_task()
+            assert current is not None
+            watcher = asyncio.create_task(_cancel_on_disconnect(receive, current, state))
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            state.finished = True
+            watcher.cancel()
+            await send({"type": "http.response.body", "body": b""})
+        except (UpstreamConnectError, UpstreamTimeout):
+            # Headers are gone already: ending without completing the body makes the server close
+            # the connection, so the client sees a truncated response, never a silently short one.
+            log.warning("upstream failed mid-stream", extra={"backend": self.adapter.name,
+                                                              "request_id": request_id.decode()})
+        except asyncio.CancelledError:
+            if not state.finished and watcher is not None and watcher.done():
+                log.info("client disconnected; upstream request closed",
+                         extra={"backend": self.adapter.name, "request_id": request_id.decode()})
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                return
+            raise
+        finally:
+            state.finished = True
+            if watcher is not None:
+                watcher.cancel()
+            await chunks.aclose()  # type: ignore[attr-defined]
+            await response.aclose()
+
+
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any], state: _StreamState) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if not state.finished:
+                task.cancel()
+            return
+
+
+def _content_length(headers: list[Header]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(limit)
+            parts.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return parts[0] if len(parts) == 1 else b"".join(parts)

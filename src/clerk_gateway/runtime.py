@@ -1,0 +1,70 @@
+"""Everything a running gateway holds, built once from settings and closed on shutdown.
+
+Kept apart from the ASGI layer so that ``serve``, ``demo``, ``check`` and the tests assemble the
+same objects the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from clerk_gateway.adapters.base import Adapter
+from clerk_gateway.adapters.registry import create_adapter
+from clerk_gateway.auth.keys import build_key_provider
+from clerk_gateway.auth.token_cache import VerifiedTokenCache
+from clerk_gateway.auth.verifier import TokenVerifier, VerifierPolicy
+from clerk_gateway.proxy.http import BackendProxy
+from clerk_gateway.proxy.upstream import UpstreamClient, create_upstream_client
+from clerk_gateway.settings import Settings
+
+log = logging.getLogger("clerk_gateway.runtime")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    http: httpx.AsyncClient
+    keys: Any
+    verifier: TokenVerifier
+    adapters: dict[str, Adapter]
+    proxies: dict[str, BackendProxy]
+    upstreams: list[UpstreamClient] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings, *, http: httpx.AsyncClient | None = None) -> Runtime:
+        client = http or httpx.AsyncClient(timeout=httpx.Timeout(5.0), trust_env=False,
+                                           headers={"user-agent": "clerk-gateway"})
+        keys = build_key_provider(settings.clerk, client)
+        cache_size = settings.gateway.verified_token_cache_size
+        verifier = TokenVerifier(keys, VerifierPolicy.from_clerk(settings.clerk),
+                                 cache=VerifiedTokenCache(cache_size) if cache_size else None)
+        adapters: dict[str, Adapter] = {}
+        proxies: dict[str, BackendProxy] = {}
+        upstreams: list[UpstreamClient] = []
+        for name, backend in settings.backends.items():
+            adapter = create_adapter(name, backend)
+            upstream = create_upstream_client(settings.gateway.upstream_client)
+            adapters[name] = adapter
+            upstreams.append(upstream)
+            proxies[name] = BackendProxy(
+                adapter, upstream, verifier,
+                cookie_names=settings.clerk.session_cookie_names,
+                max_body_bytes=settings.gateway.max_body_bytes,
+                access_log=settings.gateway.access_log,
+            )
+        return cls(settings, client, keys, verifier, adapters, proxies, upstreams)
+
+    async def start(self) -> None:
+        await self.keys.start()
+
+    async def aclose(self) -> None:
+        await self.keys.aclose()
+        for adapter in self.adapters.values():
+            await adapter.aclose()
+        for upstream in self.upstreams:
+            await upstream.aclose()
+        await self.http.aclose()

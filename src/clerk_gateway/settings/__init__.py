@@ -1,0 +1,104 @@
+"""Settings are parsed and validated once, at start-up, into typed objects.
+
+Sources, strongest first: explicit overrides (the CLI, tests), environment variables, ``.env``,
+the file named by ``GATEWAY_CONFIG_FILE``, defaults. Every problem is collected and reported as
+one line naming the variable, so an operator fixes them all in one go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from .clerk import ClerkConfig, ClerkSettings, resolve_clerk
+from .gateway import GatewaySettings
+from .problems import Problems, SettingsError
+from .sources import ConfigFileError, read_config_file
+
+__all__ = ["ClerkConfig", "ClerkSettings", "GatewaySettings", "Settings", "SettingsError", "load_settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    clerk: ClerkConfig
+    gateway: GatewaySettings
+    backends: Mapping[str, Any]  # name → validated adapter settings (see adapters.registry)
+
+
+def _model_problems(prefix: str, error: ValidationError, problems: Problems) -> None:
+    for item in error.errors():
+        path = "__".join(str(part).upper() for part in item["loc"])
+        problems.add(f"{prefix}{path}", item["msg"])
+
+
+def _validate(model: type[Any], values: dict[str, Any], prefix: str, problems: Problems) -> Any:
+    """Build the model; a field that fails is reported and replaced by its default, so that the
+    remaining fields (and everything that depends on them) are still checked in the same run."""
+    values = dict(values)
+    for _ in range(len(model.model_fields) + 1):
+        try:
+            return model(**values)
+        except ValidationError as exc:
+            _model_problems(prefix, exc, problems)
+            for item in exc.errors():
+                name = str(item["loc"][0]) if item["loc"] else ""
+                field = model.model_fields.get(name)
+                if field is None:
+                    return None
+                values[name] = field.get_default(call_default_factory=True)
+    return None
+
+
+def _file_defaults(settings_cls: type[Any], section: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """Keys from the config file that no environment variable overrides."""
+    import os
+
+    return {
+        key: value for key, value in section.items()
+        if f"{prefix}{key.upper()}" not in os.environ
+        and not any(name.startswith(f"{prefix}{key.upper()}__") for name in os.environ)
+    }
+
+
+def load_settings(
+    clerk_overrides: Mapping[str, Any] | None = None,
+    gateway_overrides: Mapping[str, Any] | None = None,
+    *,
+    config_file: str | None = None,
+) -> Settings:
+    """Read and validate every setting; raise :class:`SettingsError` listing each problem."""
+    from clerk_gateway.adapters.registry import build_backend_settings
+
+    problems = Problems()
+    try:
+        file_data = read_config_file(config_file)
+    except ConfigFileError as exc:
+        problems.add("GATEWAY_CONFIG_FILE", str(exc))
+        file_data = {}
+
+    values = _file_defaults(ClerkSettings, file_data.get("clerk") or {}, "CLERK_")
+    values.update(clerk_overrides or {})
+    clerk_settings = _validate(ClerkSettings, values, "CLERK_", problems)
+    values = _file_defaults(GatewaySettings, file_data.get("gateway") or {}, "GATEWAY_")
+    values.update(gateway_overrides or {})
+    gateway_settings = _validate(GatewaySettings, values, "GATEWAY_", problems)
+
+    clerk = resolve_clerk(clerk_settings, problems) if clerk_settings is not None else None
+    backends: Mapping[str, Any] = {}
+    if gateway_settings is not None:
+        backends = build_backend_settings(gateway_settings.backends, problems)
+        if not gateway_settings.backends:
+            problems.add("GATEWAY_BACKENDS", "no backend configured: set GATEWAY_BACKENDS to "
+                         '{"hasura": {"url": "http://hasura:8080", "auth_mode": "admin_secret", …}}')
+        default = gateway_settings.default_backend
+        if default and default not in gateway_settings.backends:
+            problems.add("GATEWAY_DEFAULT_BACKEND", f"'{default}' is not one of GATEWAY_BACKENDS")
+        if "*" in gateway_settings.cors_origins:
+            problems.add("GATEWAY_CORS_ORIGINS", "'*' is refused because credentials are allowed; "
+                         "list the exact origins")
+    problems.raise_if_any()
+    assert clerk is not None and gateway_settings is not None
+    return Settings(clerk=clerk, gateway=gateway_settings, backends=backends)

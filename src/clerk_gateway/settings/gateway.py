@@ -1,0 +1,40 @@
+"""Gateway settings (``GATEWAY_*``): where to listen, the backends, limits, logging."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .clerk import split_commas
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", env_file=".env", env_nested_delimiter="__", extra="ignore"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=256)
+    backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    default_backend: str | None = None
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=0)
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    access_log: bool = False
+    upstream_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    verified_token_cache_size: int = Field(default=10_000, ge=0)
+    signing_key_file: str | None = None
+    signing_key_files: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    issuer: str = "clerk-gateway"
+    config_file: str | None = None
+
+    _split = field_validator("cors_origins", "signing_key_files", mode="before")(split_commas)
+
+    @field_validator("log_level", "log_format", "upstream_client", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
