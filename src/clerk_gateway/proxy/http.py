@@ -28,6 +28,7 @@ from clerk_gateway.errors import (
 )
 from clerk_gateway.observability.metrics import AUTH_FAILURES, REQUESTS, UPSTREAM_LATENCY
 
+from .guards import RequestContext, RequestGuard
 from .headers import RequestHeaderFilter, filter_response_headers
 from .request_id import request_id_from
 from .upstream import UpstreamClient, UpstreamConnectError, UpstreamResponse, UpstreamTimeout
@@ -54,13 +55,15 @@ class BackendProxy:
     """Everything one backend needs on the request path, resolved once at start-up."""
 
     def __init__(self, adapter: Adapter, client: UpstreamClient, verifier: TokenVerifier, *,
-                 cookie_names: Sequence[str], max_body_bytes: int, access_log: bool = False) -> None:
+                 cookie_names: Sequence[str], max_body_bytes: int, access_log: bool = False,
+                 guards: Sequence[RequestGuard] = ()) -> None:
         self.adapter = adapter
         self.client = client
         self.verifier = verifier
         self.cookie_names = tuple(cookie_names)
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        self.guards = tuple(guards)
         self._filter = RequestHeaderFilter(adapter.header_policy)
         self._latency = UPSTREAM_LATENCY.labels(adapter.name)
         self._request_counters: dict[int, Any] = {}
@@ -75,21 +78,35 @@ class BackendProxy:
         raw_headers: list[Header] = scope["headers"]
         request_id = request_id_from(raw_headers)
         route: Route | None = None
+        context: RequestContext | None = None
         try:
             route = self.adapter.match(scope["method"], path)
-            response = await self._forward(scope, receive, raw_headers, route, request_id)
+            if self.guards:
+                client = scope.get("client")
+                context = RequestContext(self.adapter.name, scope["method"], route, raw_headers,
+                                         client[0] if client else None)
+            response = await self._forward(scope, receive, raw_headers, route, request_id, context)
         except GatewayError as error:
+            if context is not None:
+                for guard in self.guards:
+                    await guard.on_refused(context, error)
             await self._refuse(send, error, route, request_id)
             return
         except ClientDisconnected:
             return
         await self._stream(send, receive, response, request_id)
+        if self.access_log:
+            log.info("request", extra={"backend": self.adapter.name, "method": scope["method"], "path": path,
+                                       "status": response.status, "request_id": request_id.decode()})
 
     async def _forward(self, scope: Scope, receive: Receive, raw_headers: list[Header], route: Route,
-                       request_id: bytes) -> UpstreamResponse:
+                       request_id: bytes, context: RequestContext | None) -> UpstreamResponse:
         declared = _content_length(raw_headers)
         if declared is not None and declared > self.max_body_bytes:
             raise PayloadTooLargeError(self.max_body_bytes)
+        if context is not None:
+            for guard in self.guards:
+                await guard.before_auth(context)
         token_text = find_token(raw_headers, self.cookie_names)
         if token_text is None:
             raise MissingTokenError()
@@ -98,6 +115,10 @@ class BackendProxy:
             raise AuthenticationError("token-kind-not-accepted",
                                       f"{token.kind.value} tokens are not accepted by this backend")
         body = await _read_body(receive, self.max_body_bytes)
+        if context is not None:
+            context.token, context.body = token, body
+            for guard in self.guards:
+                await guard.after_auth(context)
         client = scope.get("client")
         incoming = IncomingRequest(
             method=scope["method"], path=scope["path"], query_string=scope["query_string"],

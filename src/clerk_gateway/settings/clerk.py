@@ -96,6 +96,13 @@ def resolve_clerk(settings: ClerkSettings, problems: Problems) -> ClerkConfig | 
         jwt_key = jwt_key.replace("\\n", "\n").strip()
         if "-----BEGIN PUBLIC KEY-----" not in jwt_key:
             problems.add("CLERK_JWT_KEY", "must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
+        else:
+            from clerk_gateway.auth.jwk import UnusableKeyError, load_pem
+
+            try:
+                load_pem(jwt_key)
+            except UnusableKeyError as exc:
+                problems.add("CLERK_JWT_KEY", f"the key is not usable ({exc.reason})")
     secret = settings.secret_key.get_secret_value() if settings.secret_key else None
     if secret is not None and not secret.startswith(("sk_test_", "sk_live_")):
         problems.add("CLERK_SECRET_KEY", "must start with sk_test_ or sk_live_")

@@ -1,0 +1,46 @@
+"""Request guards: checks that run around authentication on every proxied request.
+
+Rate limits and GraphQL document limits plug in here without the proxy knowing them. A guard
+raises a :class:`clerk_gateway.errors.GatewayError` to refuse; the proxy renders it in the
+backend's error shape. Guards never see the upstream and never change the request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clerk_gateway.adapters.base import Header, Route
+from clerk_gateway.auth.model import VerifiedToken
+from clerk_gateway.errors import GatewayError
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """What a guard may look at. ``token`` and ``body`` are set once authentication passed."""
+
+    backend: str
+    method: str
+    route: Route
+    headers: list[Header]
+    client_ip: str | None
+    token: VerifiedToken | None = None
+    body: bytes = b""
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class RequestGuard:
+    """Base with no-op hooks; a guard overrides the ones it needs."""
+
+    async def before_auth(self, context: RequestContext) -> None:
+        """Runs before the token is looked at (e.g. throttling clients that keep failing)."""
+
+    async def after_auth(self, context: RequestContext) -> None:
+        """Runs with the verified token and the whole body (e.g. per-user rate limit, query limits)."""
+
+    async def on_refused(self, context: RequestContext, error: GatewayError) -> None:
+        """Told about every refusal (e.g. to count failed authentications per client address)."""
