@@ -9,6 +9,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[dev]'
+for tool in scripts/test-tools/*.sh; do
+  if [ -e "$tool" ]; then bash "$tool"; fi
+done
 .venv/bin/ruff check src tests $( [ -d bench ] && echo bench )
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
