@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--lifetime", type=int, default=3600)
     token.add_argument("--azp", default=None)
     token.add_argument("--template", action="store_true", help="a JWT-template token (no sid)")
-    token.add_argument("--issuer", default="http://127.0.0.1:8000/dev-issuer")
+    token.add_argument("--issuer", default="http://127.0.0.1:8001")
     token.add_argument("--key-file", default=".clerk-gateway/dev-key.pem")
     token.add_argument("--jwks", action="store_true", help="print the development JWKS instead")
     token.add_argument("--public-pem", action="store_true", help="print the public key (for CLERK_JWT_KEY)")

@@ -137,7 +137,7 @@ class _HttpxResponse:
             raise UpstreamConnectError(str(exc)) from exc
 
     def at_eof(self) -> bool:
-        return self._response.is_stream_consumed
+        return self._response.is_closed
 
     async def aclose(self) -> None:
         await self._response.aclose()
