@@ -17,17 +17,26 @@ ENTRY_POINT_GROUP = "clerk_gateway.adapters"
 
 
 def _builtin() -> dict[str, type[Adapter]]:
+    """The built-in adapters, for a source checkout whose entry points are not installed."""
     from .hasura import HasuraAdapter
 
     return {"hasura": HasuraAdapter}
 
 
+_classes: dict[str, type[Adapter]] | None = None
+
+
 def adapter_classes() -> dict[str, type[Adapter]]:
-    classes = _builtin()
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if entry.name not in classes:
-            classes[entry.name] = entry.load()
-    return classes
+    global _classes
+    if _classes is None:
+        classes = _builtin()
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            loaded = entry.load()
+            if not (isinstance(loaded, type) and issubclass(loaded, Adapter)):
+                raise TypeError(f"entry point {entry.name!r} in {ENTRY_POINT_GROUP} is not an Adapter class")
+            classes[entry.name] = loaded
+        _classes = classes
+    return _classes
 
 
 def build_backend_settings(raw: Mapping[str, Any], problems: Problems) -> dict[str, BackendSettings]:
