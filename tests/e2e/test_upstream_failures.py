@@ -17,7 +17,7 @@ from tests.support.upstream import RecordingUpstream
 TIMEOUT_SECONDS = 1
 
 
-@pytest.fixture(scope="module", params=["aiohttp", "httpx"])
+@pytest.fixture(scope="module", params=["http1", "httpx"])
 def gateway(request: pytest.FixtureRequest, jwks_server: JwksServer,
             upstream: RecordingUpstream) -> Iterator[GatewayProcess]:
     """Both upstream clients the gateway can use on the hot path must map failures the same way."""

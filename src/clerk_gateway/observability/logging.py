@@ -38,6 +38,7 @@ class JsonFormatter(logging.Formatter):
             entry[key] = _mask(value) if isinstance(value, str) else value
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc_type"] = record.exc_info[0].__name__
+            entry["exc"] = _mask(self.formatException(record.exc_info))
         return orjson.dumps(entry, default=str).decode()
 
 

@@ -94,6 +94,12 @@ class BackendProxy:
             return
         except ClientDisconnected:
             return
+        except Exception:  # a bug must still answer in the contract's shape, never with a traceback
+            log.exception("request failed inside the gateway",
+                          extra={"backend": self.adapter.name, "request_id": request_id.decode()})
+            await self._refuse(send, GatewayError("internal-error", "the gateway failed to handle this request"),
+                               route, request_id)
+            return
         await self._stream(send, receive, response, request_id)
         if self.access_log:
             log.info("request", extra={"backend": self.adapter.name, "method": scope["method"], "path": path,

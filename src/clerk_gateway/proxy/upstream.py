@@ -1,11 +1,12 @@
 """Upstream HTTP clients behind one small seam.
 
-The hot path needs a fast client: measured on the target machine, a bare aiohttp session serves
-several times more requests per second than an ``httpx.AsyncClient`` (see docs/performance.md), so
-aiohttp is the default there. httpx stays the project's HTTP client API everywhere else (JWKS,
-Clerk's API, probes) and remains selectable here (``GATEWAY_UPSTREAM_CLIENT=httpx``), which is
-also what the respx-based unit tests drive. Both clients pass bodies through undecoded, keep no
-cookies between users, and add no headers of their own.
+The hot path needs a fast client. Measured with the project's benchmark (docs/performance.md),
+the client decides the gateway's throughput, so the default is the small HTTP/1.1 client in
+:mod:`.http1` (about five times cheaper per request than aiohttp, the best library measured).
+httpx stays the project's HTTP client API everywhere else (JWKS, Clerk's API, probes) and remains
+selectable here (``GATEWAY_UPSTREAM_CLIENT=httpx``), which is also what the respx-based unit tests
+drive. Both pass bodies through undecoded, keep no cookies between users and add no headers of
+their own beyond ``Host`` and ``Content-Length``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-import aiohttp
 import httpx
 
 Header = tuple[bytes, bytes]
@@ -43,80 +43,6 @@ class UpstreamClient(Protocol):
                    timeout: float, streaming: bool) -> UpstreamResponse: ...
 
     async def aclose(self) -> None: ...
-
-
-class _AiohttpResponse:
-    __slots__ = ("_response", "headers", "status")
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response = response
-        self.status = response.status
-        self.headers = [(name.lower(), value) for name, value in response.raw_headers]
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-            raise UpstreamConnectError(str(exc)) from exc
-        except TimeoutError as exc:
-            raise UpstreamTimeout() from exc
-
-    def at_eof(self) -> bool:
-        return self._response.content.at_eof()
-
-    async def aclose(self) -> None:
-        # A fully read response returns its connection to the pool; an abandoned one must not.
-        if self._response.content.at_eof():
-            self._response.release()
-        else:
-            self._response.close()
-
-
-class AiohttpUpstream:
-    """One pooled aiohttp session per backend."""
-
-    def __init__(self, *, connections: int = 256) -> None:
-        self._connector_limit = connections
-        self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[tuple[float, bool], aiohttp.ClientTimeout] = {}
-
-    def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=self._connector_limit, limit_per_host=0,
-                                         ttl_dns_cache=60, keepalive_timeout=30)
-        self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-            raise_for_status=False, trust_env=False,
-        )
-        return self._session
-
-    def _timeout(self, seconds: float, streaming: bool) -> aiohttp.ClientTimeout:
-        timeout = self._timeouts.get((seconds, streaming))
-        if timeout is None:
-            timeout = aiohttp.ClientTimeout(total=None, connect=seconds,
-                                            sock_read=None if streaming else seconds)
-            self._timeouts[(seconds, streaming)] = timeout
-        return timeout
-
-    async def send(self, method: str, url: str, headers: list[Header], body: bytes, *,
-                   timeout: float, streaming: bool) -> UpstreamResponse:
-        session = self._session or self._open()
-        text_headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
-        try:
-            response = await session.request(
-                method, url, headers=text_headers, data=body if body else None,
-                timeout=self._timeout(timeout, streaming), allow_redirects=False, compress=None,
-            )
-        except TimeoutError as exc:
-            raise UpstreamTimeout() from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamConnectError(str(exc)) from exc
-        return _AiohttpResponse(response)
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
 
 class _HttpxResponse:
@@ -171,4 +97,8 @@ class HttpxUpstream:
 
 
 def create_upstream_client(kind: str) -> UpstreamClient:
-    return HttpxUpstream() if kind == "httpx" else AiohttpUpstream()
+    if kind == "httpx":
+        return HttpxUpstream()
+    from .http1 import Http1Upstream
+
+    return Http1Upstream()

@@ -25,7 +25,7 @@ class GatewaySettings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["json", "console"] = "json"
     access_log: bool = False
-    upstream_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    upstream_client: Literal["http1", "httpx"] = "http1"
     verified_token_cache_size: int = Field(default=10_000, ge=0)
     signing_key_file: str | None = None
     signing_key_files: Annotated[list[str], NoDecode] = Field(default_factory=list)
