@@ -26,6 +26,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from clerk_gateway.observability.logging import configure_logging, uvicorn_log_config
+    from clerk_gateway.server import GatewayHttpProtocol
 
     settings = _load_or_report()
     if settings is None:
@@ -35,9 +36,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn.run(
         "clerk_gateway.app:create_app", factory=True,
         host=gateway.host, port=gateway.port, workers=gateway.workers,
-        loop="uvloop" if sys.platform != "win32" else "asyncio", http="httptools",
+        loop="uvloop" if sys.platform != "win32" else "asyncio", http=GatewayHttpProtocol,
         log_config=uvicorn_log_config(gateway.log_level, gateway.log_format),
-        access_log=False, server_header=False, proxy_headers=False, lifespan="on",
+        access_log=False, server_header=False, date_header=False, proxy_headers=False, lifespan="on",
         timeout_keep_alive=30, timeout_graceful_shutdown=10,
     )
     return 0

@@ -19,6 +19,7 @@ from clerk_gateway.app import GatewayApp
 from clerk_gateway.auth.dev_issuer import DevelopmentIssuer
 from clerk_gateway.observability.logging import configure_logging
 from clerk_gateway.runtime import Runtime
+from clerk_gateway.server import GatewayHttpProtocol
 from clerk_gateway.settings import load_settings
 
 Scope = MutableMapping[str, Any]
@@ -76,8 +77,9 @@ async def run_demo(host: str = "127.0.0.1", port: int = 8000, backend_port: int 
                                "allowed_roles": ["user", "editor"]}}},
     )
     configure_logging(settings.gateway.log_level, "console")
-    gateway = uvicorn.Server(uvicorn.Config(GatewayApp(Runtime.build(settings)), host=host,
-                                            port=port, log_config=None, access_log=False, lifespan="on"))
+    gateway = uvicorn.Server(uvicorn.Config(GatewayApp(Runtime.build(settings)), host=host, port=port,
+                                            http=GatewayHttpProtocol, log_config=None, access_log=False,
+                                            server_header=False, date_header=False, lifespan="on"))
     backend = uvicorn.Server(uvicorn.Config(demo_backend(issuer), host=host, port=backend_port,
                                             log_config=None, access_log=False, lifespan="off"))
     token = issuer.mint("user_demo", lifetime=3600)

@@ -35,6 +35,10 @@ class HasuraIdentity:
     allowed_roles: tuple[str, ...]
     session_variables: tuple[tuple[str, str], ...]  # lower-case names, excluding the role claims
 
+    @property
+    def header_bytes(self) -> list[tuple[bytes, bytes]]:
+        return [(name.encode(), value.encode()) for name, value in self.session_variables]
+
     def select_role(self, requested: str | None) -> str:
         """The role for this request: the requested one when allowed, else the default."""
         if requested is None:

@@ -21,6 +21,7 @@ from .claims import HasuraIdentity, identity_from_map, identity_from_namespace
 
 AuthMode = Literal["forward", "admin_secret", "mint", "exchange"]
 _LATER_MODES = {"mint", "exchange"}
+_IDENTITY_CACHE_SIZE = 4096
 
 
 def _list_from_text(value: object) -> object:
@@ -98,6 +99,7 @@ class HasuraAdapter(Adapter):
         }
         secret = settings.admin_secret.get_secret_value() if settings.admin_secret else ""
         self._secret_header: Header = (b"x-hasura-admin-secret", secret.encode())
+        self._identities: dict[str, HasuraIdentity] = {}
 
     def upstream_url(self, path: str) -> str:
         return self.hasura.url + path
@@ -114,11 +116,21 @@ class HasuraAdapter(Adapter):
         raise NotFoundError()
 
     def identity(self, token: VerifiedToken) -> HasuraIdentity:
+        """The Hasura identity of a token, remembered per token: the same token always maps to the
+        same identity, and a client sends the same token for up to a minute."""
+        cached = self._identities.get(token.token)
+        if cached is not None:
+            return cached
         namespace = token.claims.get(self.hasura.claims_namespace)
         if namespace is not None:
-            return identity_from_namespace(namespace)
-        return identity_from_map(token.claims, token.subject, self.hasura.default_role,
-                                 self.hasura.roles(), self.hasura.claims_map)
+            identity = identity_from_namespace(namespace)
+        else:
+            identity = identity_from_map(token.claims, token.subject, self.hasura.default_role,
+                                         self.hasura.roles(), self.hasura.claims_map)
+        if len(self._identities) >= _IDENTITY_CACHE_SIZE:
+            self._identities.clear()
+        self._identities[token.token] = identity
+        return identity
 
     async def identity_headers(
         self, token: VerifiedToken, request: IncomingRequest, route: Route
@@ -135,7 +147,7 @@ class HasuraAdapter(Adapter):
         identity = self.identity(token)
         role = identity.select_role(role_name)
         headers = [self._secret_header, (b"x-hasura-role", role.encode())]
-        headers.extend((name.encode(), value.encode()) for name, value in identity.session_variables)
+        headers.extend(identity.header_bytes)
         return headers
 
     def probe_url(self) -> str | None:

@@ -7,6 +7,9 @@ the HTTP layer; every other path gets ``application/problem+json``.
 
 from __future__ import annotations
 
+import time
+from email.utils import formatdate
+
 import orjson
 
 from clerk_gateway.errors import AuthenticationError, GatewayError
@@ -18,8 +21,22 @@ def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
 
 
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """The ``Date`` of the gateway's own answers (the server adds none, so proxied answers keep
+    the upstream's); formatted at most once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True).encode())
+    return _date_cache[1]
+
+
 def error_headers(error: GatewayError, content_type: bytes) -> list[Header]:
-    headers: list[Header] = [(b"content-type", content_type), (b"cache-control", b"no-store")]
+    headers: list[Header] = [(b"content-type", content_type), (b"cache-control", b"no-store"),
+                             (b"date", http_date())]
     if isinstance(error, AuthenticationError):
         value = f'Bearer error="invalid_token", error_description="{_quote(error.message)}"'
         headers.append((b"www-authenticate", value.encode("latin-1", "replace")))
