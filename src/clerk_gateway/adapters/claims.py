@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from clerk_gateway.errors import AuthenticationError, ForbiddenError
@@ -34,10 +34,11 @@ class HasuraIdentity:
     default_role: str
     allowed_roles: tuple[str, ...]
     session_variables: tuple[tuple[str, str], ...]  # lower-case names, excluding the role claims
+    header_bytes: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False)
 
-    @property
-    def header_bytes(self) -> list[tuple[bytes, bytes]]:
-        return [(name.encode(), value.encode()) for name, value in self.session_variables]
+    def __post_init__(self) -> None:
+        encoded = tuple((name.encode(), value.encode()) for name, value in self.session_variables)
+        object.__setattr__(self, "header_bytes", encoded)
 
     def select_role(self, requested: str | None) -> str:
         """The role for this request: the requested one when allowed, else the default."""

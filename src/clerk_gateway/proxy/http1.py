@@ -189,6 +189,11 @@ class _Response:
             self._waiter = None
 
 
+def _expire(response: _Response) -> None:
+    if not response.headers_ready.done():
+        response.headers_ready.set_exception(UpstreamTimeout())
+
+
 class _Http1Response:
     """What the proxy sees (the UpstreamResponse protocol)."""
 
@@ -305,19 +310,22 @@ class Http1Upstream:
             connection.response = response
             assert connection.transport is not None
             connection.transport.write(payload)
+            # A bare timer is much cheaper than asyncio.timeout() on a path taken by every request.
+            timer = asyncio.get_running_loop().call_later(timeout, _expire, response)
             try:
-                async with asyncio.timeout(timeout):
-                    await response.headers_ready
-            except TimeoutError:
+                await response.headers_ready
+            except UpstreamTimeout:
                 connection.response = None
                 connection.close()
-                raise UpstreamTimeout() from None
+                raise
             except UpstreamConnectError:
                 # A reused keep-alive connection the upstream had already closed: nothing of the
                 # request was processed, so one retry on a fresh connection is safe.
                 if attempt == 0 and connection.reused and not response.headers:
                     continue
                 raise
+            finally:
+                timer.cancel()
             return _Http1Response(pool, response, None if streaming else timeout)
         raise UpstreamConnectError("upstream closed the connection")  # pragma: no cover
 
