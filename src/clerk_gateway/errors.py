@@ -15,6 +15,7 @@ class GatewayError(Exception):
     status: int = 500
     code: str = "unexpected"
     title: str = "Internal gateway error"
+    content_type: bytes | None = None  # the body's media type when not the error shape's default
 
     def __init__(self, reason: str, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)

@@ -17,6 +17,8 @@ from clerk_gateway.adapters.registry import create_adapter
 from clerk_gateway.auth.keys import build_key_provider
 from clerk_gateway.auth.token_cache import VerifiedTokenCache
 from clerk_gateway.auth.verifier import TokenVerifier, VerifierPolicy
+from clerk_gateway.graphql import GraphQLLimitsGuard
+from clerk_gateway.proxy.guards import RequestGuard
 from clerk_gateway.proxy.http import BackendProxy
 from clerk_gateway.proxy.upstream import UpstreamClient, create_upstream_client
 from clerk_gateway.settings import Settings
@@ -45,6 +47,9 @@ class Runtime:
         adapters: dict[str, Adapter] = {}
         proxies: dict[str, BackendProxy] = {}
         upstreams: list[UpstreamClient] = []
+        guards: list[RequestGuard] = []
+        if settings.graphql.limits_enabled:
+            guards.append(GraphQLLimitsGuard(settings.graphql))  # one guard: one parse cache for all backends
         for name, backend in settings.backends.items():
             adapter = create_adapter(name, backend)
             upstream = create_upstream_client(settings.gateway.upstream_client)
@@ -54,7 +59,7 @@ class Runtime:
                 adapter, upstream, verifier,
                 cookie_names=settings.clerk.session_cookie_names,
                 max_body_bytes=settings.gateway.max_body_bytes,
-                access_log=settings.gateway.access_log,
+                access_log=settings.gateway.access_log, guards=guards,
             )
         return cls(settings, client, keys, verifier, adapters, proxies, upstreams)
 

@@ -25,6 +25,7 @@ class RequestContext:
     client_ip: str | None
     token: VerifiedToken | None = None
     body: bytes = b""
+    query_string: bytes = b""
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:

@@ -84,7 +84,7 @@ class BackendProxy:
             if self.guards:
                 client = scope.get("client")
                 context = RequestContext(self.adapter.name, scope["method"], route, raw_headers,
-                                         client[0] if client else None)
+                                         client[0] if client else None, query_string=scope["query_string"])
             response = await self._forward(scope, receive, raw_headers, route, request_id, context)
         except GatewayError as error:
             if context is not None:

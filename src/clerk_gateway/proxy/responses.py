@@ -57,5 +57,6 @@ def problem_body(error: GatewayError) -> bytes:
 
 def render_error(error: GatewayError, *, graphql: bool) -> tuple[int, list[Header], bytes]:
     if graphql:
-        return error.status, error_headers(error, b"application/json; charset=utf-8"), graphql_body(error)
+        content_type = error.content_type or b"application/json; charset=utf-8"
+        return error.status, error_headers(error, content_type), graphql_body(error)
     return error.status, error_headers(error, b"application/problem+json"), problem_body(error)

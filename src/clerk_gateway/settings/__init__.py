@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from .clerk import ClerkConfig, ClerkSettings, resolve_clerk
 from .gateway import GatewaySettings
+from .graphql_limits import GraphQLLimitSettings
 from .problems import Problems, SettingsError
 from .sources import ConfigFileError, read_config_file
 
@@ -26,6 +27,7 @@ class Settings:
     clerk: ClerkConfig
     gateway: GatewaySettings
     backends: Mapping[str, Any]  # name → validated adapter settings (see adapters.registry)
+    graphql: GraphQLLimitSettings
 
 
 def _model_problems(prefix: str, error: ValidationError, problems: Problems) -> None:
@@ -85,6 +87,8 @@ def load_settings(
     values = _file_defaults(GatewaySettings, file_data.get("gateway") or {}, "GATEWAY_")
     values.update(gateway_overrides or {})
     gateway_settings = _validate(GatewaySettings, values, "GATEWAY_", problems)
+    values = _file_defaults(GraphQLLimitSettings, file_data.get("graphql") or {}, "GATEWAY_GRAPHQL_")
+    graphql_settings = _validate(GraphQLLimitSettings, values, "GATEWAY_GRAPHQL_", problems)
 
     clerk = resolve_clerk(clerk_settings, problems) if clerk_settings is not None else None
     backends: Mapping[str, Any] = {}
@@ -101,4 +105,5 @@ def load_settings(
                          "list the exact origins")
     problems.raise_if_any()
     assert clerk is not None and gateway_settings is not None
-    return Settings(clerk=clerk, gateway=gateway_settings, backends=backends)
+    assert graphql_settings is not None
+    return Settings(clerk=clerk, gateway=gateway_settings, backends=backends, graphql=graphql_settings)

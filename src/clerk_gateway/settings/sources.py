@@ -42,7 +42,7 @@ def read_config_file(path: str | None = None) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigFileError(f"{name} must hold a mapping with 'clerk' and 'gateway' sections")
-    unknown = set(data) - {"clerk", "gateway"}
+    unknown = set(data) - {"clerk", "gateway", "graphql", "rate_limit"}
     if unknown:
         raise ConfigFileError(f"{name} has unknown sections: {', '.join(sorted(unknown))}")
     return data
