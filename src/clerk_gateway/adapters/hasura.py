@@ -140,9 +140,10 @@ class HasuraAdapter(Adapter):
         if self.hasura.auth_mode == "forward":
             headers: list[Header] = [(b"authorization", b"Bearer " + token.token.encode())]
             if self.hasura.claims_namespace in token.claims:
-                role_name = self.identity(token).select_role(role_name)
-            if role_name is not None:
-                headers.append((b"x-hasura-role", role_name.encode()))
+                role = self.identity(token).select_role(role_name)
+                headers.append((b"x-hasura-role", role.encode()))
+            elif requested is not None:
+                headers.append((b"x-hasura-role", requested))  # Hasura checks it against the token
             return headers
         identity = self.identity(token)
         role = identity.select_role(role_name)

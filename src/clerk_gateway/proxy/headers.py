@@ -41,11 +41,12 @@ def filter_response_headers(headers: list[Header]) -> list[Header]:
 
 
 def _connection_tokens(headers: list[Header]) -> frozenset[bytes]:
-    """Headers named in ``Connection`` are hop-by-hop too (RFC 9110 §7.6.1)."""
+    """Headers named in ``Connection`` (every such line, RFC 9110 §5.3) are hop-by-hop too."""
+    tokens: set[bytes] = set()
     for name, value in headers:
         if name == b"connection":
-            tokens = {token.strip().lower() for token in value.split(b",")}
-            tokens.discard(b"close")
-            tokens.discard(b"keep-alive")
-            return frozenset(tokens)
-    return frozenset()
+            tokens.update(token.strip().lower() for token in value.split(b","))
+    tokens.discard(b"close")
+    tokens.discard(b"keep-alive")
+    tokens.discard(b"")
+    return frozenset(tokens)
