@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from clerk_gateway.edge.cors import CorsMiddleware
 from clerk_gateway.errors import NotFoundError
 from clerk_gateway.observability.metrics import REGISTRY
 from clerk_gateway.proxy.http import BackendProxy
@@ -65,8 +66,15 @@ class GatewayApp:
         self.proxies: dict[str, BackendProxy] = runtime.proxies
         default = runtime.settings.gateway.default_backend
         self.default_proxy = runtime.proxies.get(default) if default else None
+        self._entry = CorsMiddleware(self._dispatch, runtime.settings.gateway.cors_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        await self._entry(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             path: str = scope["path"]

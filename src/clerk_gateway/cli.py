@@ -25,8 +25,8 @@ def _load_or_report() -> Settings | None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from clerk_gateway.edge.protocol import EdgeLimits, edge_http_protocol
     from clerk_gateway.observability.logging import configure_logging, uvicorn_log_config
-    from clerk_gateway.server import GatewayHttpProtocol
 
     settings = _load_or_report()
     if settings is None:
@@ -36,10 +36,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn.run(
         "clerk_gateway.app:create_app", factory=True,
         host=gateway.host, port=gateway.port, workers=gateway.workers,
-        loop="uvloop" if sys.platform != "win32" else "asyncio", http=GatewayHttpProtocol,
+        loop="uvloop" if sys.platform != "win32" else "asyncio", http=edge_http_protocol(EdgeLimits(
+            max_header_bytes=gateway.max_header_bytes, header_timeout=gateway.client_header_timeout_seconds)),
         log_config=uvicorn_log_config(gateway.log_level, gateway.log_format),
         access_log=False, server_header=False, date_header=False, proxy_headers=False, lifespan="on",
-        timeout_keep_alive=30, timeout_graceful_shutdown=10,
+        timeout_keep_alive=gateway.keep_alive_timeout_seconds, timeout_graceful_shutdown=10,
     )
     return 0
 

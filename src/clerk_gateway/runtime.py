@@ -21,6 +21,7 @@ from clerk_gateway.graphql import GraphQLLimitsGuard
 from clerk_gateway.proxy.guards import RequestGuard
 from clerk_gateway.proxy.http import BackendProxy
 from clerk_gateway.proxy.upstream import UpstreamClient, create_upstream_client
+from clerk_gateway.ratelimit import RateLimitGuard, build_rate_limit_guard
 from clerk_gateway.settings import Settings
 
 log = logging.getLogger("clerk_gateway.runtime")
@@ -35,6 +36,7 @@ class Runtime:
     adapters: dict[str, Adapter]
     proxies: dict[str, BackendProxy]
     upstreams: list[UpstreamClient] = field(default_factory=list)
+    rate_limit: RateLimitGuard | None = None
 
     @classmethod
     def build(cls, settings: Settings, *, http: httpx.AsyncClient | None = None) -> Runtime:
@@ -48,6 +50,9 @@ class Runtime:
         proxies: dict[str, BackendProxy] = {}
         upstreams: list[UpstreamClient] = []
         guards: list[RequestGuard] = []
+        rate_limit = build_rate_limit_guard(settings.rate_limit)
+        if rate_limit is not None:
+            guards.append(rate_limit)  # first: a throttled client costs no GraphQL parse
         if settings.graphql.limits_enabled:
             guards.append(GraphQLLimitsGuard(settings.graphql))  # one guard: one parse cache for all backends
         for name, backend in settings.backends.items():
@@ -60,8 +65,9 @@ class Runtime:
                 cookie_names=settings.clerk.session_cookie_names,
                 max_body_bytes=settings.gateway.max_body_bytes,
                 access_log=settings.gateway.access_log, guards=guards,
+                body_timeout=settings.gateway.client_body_timeout_seconds or None,
             )
-        return cls(settings, client, keys, verifier, adapters, proxies, upstreams)
+        return cls(settings, client, keys, verifier, adapters, proxies, upstreams, rate_limit)
 
     async def start(self) -> None:
         await self.keys.start()
@@ -72,4 +78,6 @@ class Runtime:
             await adapter.aclose()
         for upstream in self.upstreams:
             await upstream.aclose()
+        if self.rate_limit is not None:
+            await self.rate_limit.aclose()
         await self.http.aclose()

@@ -17,6 +17,7 @@ from typing import Any
 from clerk_gateway.adapters.base import Adapter, Header, IncomingRequest, Route
 from clerk_gateway.auth.token_sources import find_token
 from clerk_gateway.auth.verifier import TokenVerifier
+from clerk_gateway.edge.body import read_within
 from clerk_gateway.errors import (
     AuthenticationError,
     ForbiddenError,
@@ -56,7 +57,7 @@ class BackendProxy:
 
     def __init__(self, adapter: Adapter, client: UpstreamClient, verifier: TokenVerifier, *,
                  cookie_names: Sequence[str], max_body_bytes: int, access_log: bool = False,
-                 guards: Sequence[RequestGuard] = ()) -> None:
+                 guards: Sequence[RequestGuard] = (), body_timeout: float | None = None) -> None:
         self.adapter = adapter
         self.client = client
         self.verifier = verifier
@@ -64,6 +65,7 @@ class BackendProxy:
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
         self.guards = tuple(guards)
+        self.body_timeout = body_timeout
         self._filter = RequestHeaderFilter(adapter.header_policy)
         self._latency = UPSTREAM_LATENCY.labels(adapter.name)
         self._request_counters: dict[int, Any] = {}
@@ -120,7 +122,7 @@ class BackendProxy:
         if token.kind not in self.adapter.accepted_kinds:
             raise AuthenticationError("token-kind-not-accepted",
                                       f"{token.kind.value} tokens are not accepted by this backend")
-        body = await _read_body(receive, self.max_body_bytes)
+        body = await read_within(_read_body(receive, self.max_body_bytes), self.body_timeout)
         if context is not None:
             context.token, context.body = token, body
             for guard in self.guards:

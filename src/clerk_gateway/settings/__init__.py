@@ -17,6 +17,7 @@ from .clerk import ClerkConfig, ClerkSettings, resolve_clerk
 from .gateway import GatewaySettings
 from .graphql_limits import GraphQLLimitSettings
 from .problems import Problems, SettingsError
+from .ratelimit import RateLimitSettings, check_rate_limit
 from .sources import ConfigFileError, read_config_file
 
 __all__ = ["ClerkConfig", "ClerkSettings", "GatewaySettings", "Settings", "SettingsError", "load_settings"]
@@ -28,6 +29,7 @@ class Settings:
     gateway: GatewaySettings
     backends: Mapping[str, Any]  # name → validated adapter settings (see adapters.registry)
     graphql: GraphQLLimitSettings
+    rate_limit: RateLimitSettings
 
 
 def _model_problems(prefix: str, error: ValidationError, problems: Problems) -> None:
@@ -73,6 +75,7 @@ def load_settings(
 ) -> Settings:
     """Read and validate every setting; raise :class:`SettingsError` listing each problem."""
     from clerk_gateway.adapters.registry import build_backend_settings
+    from clerk_gateway.edge.cors import normalize_origin
 
     problems = Problems()
     try:
@@ -89,6 +92,10 @@ def load_settings(
     gateway_settings = _validate(GatewaySettings, values, "GATEWAY_", problems)
     values = _file_defaults(GraphQLLimitSettings, file_data.get("graphql") or {}, "GATEWAY_GRAPHQL_")
     graphql_settings = _validate(GraphQLLimitSettings, values, "GATEWAY_GRAPHQL_", problems)
+    values = _file_defaults(RateLimitSettings, file_data.get("rate_limit") or {}, "GATEWAY_RATE_LIMIT_")
+    rate_limit = _validate(RateLimitSettings, values, "GATEWAY_RATE_LIMIT_", problems)
+    if rate_limit is not None:
+        check_rate_limit(rate_limit, problems)
 
     clerk = resolve_clerk(clerk_settings, problems) if clerk_settings is not None else None
     backends: Mapping[str, Any] = {}
@@ -103,7 +110,14 @@ def load_settings(
         if "*" in gateway_settings.cors_origins:
             problems.add("GATEWAY_CORS_ORIGINS", "'*' is refused because credentials are allowed; "
                          "list the exact origins")
+        else:
+            for origin in gateway_settings.cors_origins:
+                try:
+                    normalize_origin(origin)
+                except ValueError as exc:
+                    problems.add("GATEWAY_CORS_ORIGINS", str(exc))
     problems.raise_if_any()
     assert clerk is not None and gateway_settings is not None
-    assert graphql_settings is not None
-    return Settings(clerk=clerk, gateway=gateway_settings, backends=backends, graphql=graphql_settings)
+    assert graphql_settings is not None and rate_limit is not None
+    return Settings(clerk=clerk, gateway=gateway_settings, backends=backends, graphql=graphql_settings,
+                    rate_limit=rate_limit)

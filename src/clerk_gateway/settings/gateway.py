@@ -22,6 +22,10 @@ class GatewaySettings(BaseSettings):
     default_backend: str | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, ge=0)
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
+    client_header_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    client_body_timeout_seconds: float = Field(default=30.0, ge=0, le=3600)
+    keep_alive_timeout_seconds: int = Field(default=30, ge=1, le=3600)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["json", "console"] = "json"
     access_log: bool = False
