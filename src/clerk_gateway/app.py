@@ -22,6 +22,7 @@ from clerk_gateway.proxy.http import BackendProxy
 from clerk_gateway.proxy.responses import render_error
 from clerk_gateway.readiness import ReadinessProbe
 from clerk_gateway.runtime import Runtime
+from clerk_gateway.server import tune_gc
 from clerk_gateway.settings import Settings, load_settings
 
 Scope = MutableMapping[str, Any]
@@ -102,6 +103,7 @@ class GatewayApp:
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": type(exc).__name__})
                     return
+                tune_gc()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.runtime.aclose()

@@ -49,3 +49,18 @@ async def test_close_flushes_first_and_other_calls_pass_through() -> None:
     assert transport.get_extra_info("peername") == ("127.0.0.1", 1)
     await asyncio.sleep(0)
     assert real.writes == [b"last words"]
+
+
+def test_tune_gc_freezes_start_up_objects_and_makes_young_collections_rare() -> None:
+    import gc
+
+    from clerk_gateway.server import GC_YOUNG_THRESHOLD, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
