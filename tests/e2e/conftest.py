@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.gateway_process import ISSUER
+from tests.support.gateway_process import ISSUER, GatewayProcess
 from tests.support.jwks_server import JwksServer
 from tests.support.tokens import SigningKey, clerk_claims
 from tests.support.upstream import RecordingUpstream
@@ -48,6 +48,13 @@ def _fresh_upstream(upstream: RecordingUpstream) -> None:
 def jwks_server(signing_key: SigningKey) -> Iterator[JwksServer]:
     with JwksServer(signing_key) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def client(gateway: GatewayProcess) -> Iterator[httpx.Client]:
+    """A client of the module's ``gateway`` fixture (each module starts the gateway it needs)."""
+    with gateway.client() as client:
+        yield client
 
 
 def make_token(key: SigningKey, *, header: dict[str, Any] | None = None, **claims: Any) -> str:

@@ -30,12 +30,6 @@ def gateway(jwks_server: JwksServer, upstream: RecordingUpstream) -> Iterator[Ga
         yield process
 
 
-@pytest.fixture(scope="module")
-def client(gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with gateway.client() as client:
-        yield client
-
-
 def _unsigned(header: dict[str, object], claims: dict[str, object], signature: bytes = b"") -> str:
     encoded = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
     return f"{encoded}.{b64url(signature)}"

@@ -46,12 +46,6 @@ def gateway(jwks_server: JwksServer, upstream: RecordingUpstream) -> Iterator[Ga
         yield process
 
 
-@pytest.fixture(scope="module")
-def client(gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with gateway.client() as client:
-        yield client
-
-
 def connect(gateway: GatewayProcess) -> socket.socket:
     sock = socket.create_connection((LOCALHOST, gateway.port), timeout=10)
     sock.settimeout(10)

@@ -28,12 +28,6 @@ def gateway(jwks_server: JwksServer, upstream: RecordingUpstream) -> Iterator[Ga
         yield process
 
 
-@pytest.fixture(scope="module")
-def client(gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with gateway.client() as client:
-        yield client
-
-
 def post_graphql(client: httpx.Client, headers: dict[str, str], path: str = "/hasura/v1/graphql",
                  body: bytes = QUERY) -> httpx.Response:
     return client.post(path, content=body, headers={"Content-Type": "application/json", **headers})

@@ -23,12 +23,6 @@ def gateway(jwks_server: JwksServer, upstream: RecordingUpstream) -> Iterator[Ga
         yield process
 
 
-@pytest.fixture(scope="module")
-def client(gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with gateway.client() as client:
-        yield client
-
-
 @pytest.mark.parametrize(("method", "path"), [
     ("POST", "/hasura/v1/metadata"),
     ("POST", "/hasura/v2/query"),
