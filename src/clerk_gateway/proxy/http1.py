@@ -52,6 +52,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self._headers: list[Header] = []
+        self._until_close = False  # a body without length or chunking ends when the connection does
 
     # asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -65,8 +66,12 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.response is not None and not self.response.complete:
-            self.response.fail(UpstreamConnectError("upstream closed the connection"))
+        response = self.response
+        if response is not None and not response.complete:
+            if self._until_close and exc is None and response.headers_ready.done():
+                response.finish()
+            else:
+                response.fail(UpstreamConnectError("upstream closed the connection"))
 
     # httptools callbacks ----------------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -77,6 +82,8 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         if self.response is not None:
+            names = {name for name, _ in self._headers}
+            self._until_close = b"content-length" not in names and b"transfer-encoding" not in names
             self.response.start(self.parser.get_status_code(), self._headers)
 
     def on_body(self, body: bytes) -> None:

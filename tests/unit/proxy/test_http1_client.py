@@ -1,4 +1,4 @@
-"""The hot-path client over TLS (Hasura Cloud, Nhost): certificate checked, SNI sent, body streamed."""
+"""The hot-path HTTP/1.1 client on its own: TLS (Hasura Cloud, Nhost) and the framings a body can have."""
 
 from __future__ import annotations
 
@@ -96,3 +96,28 @@ async def test_untrusted_certificate_is_a_connect_error(tls_server: tuple[int, P
                               streaming=False)
     finally:
         await client.aclose()
+
+
+async def test_a_body_delimited_by_the_connection_closing_arrives_whole() -> None:
+    """An old-style upstream that sends neither Content-Length nor chunks ends its body by closing."""
+    import asyncio
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nfirst ")
+        await writer.drain()
+        writer.write(b"and last")
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = Http1Upstream()
+    try:
+        response = await client.send("GET", f"http://127.0.0.1:{port}/x", [], b"", timeout=5, streaming=False)
+        body = b"".join([chunk async for chunk in response.chunks()])
+        await response.aclose()
+        assert body == b"first and last"
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
