@@ -57,7 +57,7 @@ class Runtime:
             guards.append(GraphQLLimitsGuard(settings.graphql))  # one guard: one parse cache for all backends
         for name, backend in settings.backends.items():
             adapter = create_adapter(name, backend)
-            upstream = create_upstream_client(settings.gateway.upstream_client)
+            upstream = create_upstream_client(settings.gateway.upstream_client, backend.max_connections)
             adapters[name] = adapter
             upstreams.append(upstream)
             proxies[name] = BackendProxy(

@@ -28,6 +28,7 @@ class BackendSettings(BaseModel):
     adapter: str
     url: str
     timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    max_connections: int = Field(default=256, ge=1, le=65536)
     token_kinds: list[TokenKind] | None = None
 
 

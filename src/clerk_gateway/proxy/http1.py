@@ -66,6 +66,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.pool.forget(self)
         response = self.response
         if response is not None and not response.complete:
             if self._until_close and exc is None and response.headers_ready.done():
@@ -112,6 +113,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self.pool.forget(self)
         if self.transport is not None:
             self.transport.close()
 
@@ -242,10 +244,17 @@ class _Http1Response:
 
 
 class _Pool:
-    def __init__(self, origin: _Origin, max_idle: int) -> None:
+    """Keep-alive connections to one origin, at most ``max_connections`` open at once: a burst of
+    clients waits for a free connection (within the backend's timeout) instead of opening
+    thousands of sockets to the backend."""
+
+    def __init__(self, origin: _Origin, max_idle: int, max_connections: int) -> None:
         self.origin = origin
         self.max_idle = max_idle
+        self.max_connections = max_connections
         self.idle: list[_Connection] = []
+        self.open: set[_Connection] = set()
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     def release(self, connection: _Connection) -> None:
         if connection.closed or len(self.idle) >= self.max_idle:
@@ -253,23 +262,54 @@ class _Pool:
             return
         connection.reused = True
         self.idle.append(connection)
+        self._wake_one()
+
+    def forget(self, connection: _Connection) -> None:
+        """A connection closed: its slot is free again (idempotent)."""
+        if connection in self.open:
+            self.open.discard(connection)
+            self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     async def acquire(self, connect_timeout: float) -> _Connection:
-        while self.idle:
-            connection = self.idle.pop()
-            if not connection.closed:
-                return connection
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + connect_timeout
+        while True:
+            while self.idle:
+                connection = self.idle.pop()
+                if not connection.closed:
+                    return connection
+            if len(self.open) < self.max_connections:
+                return await self._connect(max(deadline - loop.time(), 0.0))
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except TimeoutError:
+                raise UpstreamTimeout() from None
+
+    async def _connect(self, timeout: float) -> _Connection:
+        connection = _Connection(self)
+        self.open.add(connection)
         try:
-            async with asyncio.timeout(connect_timeout):
-                _, protocol = await loop.create_connection(
-                    lambda: _Connection(self), self.origin.host, self.origin.port,
+            async with asyncio.timeout(timeout):
+                await asyncio.get_running_loop().create_connection(
+                    lambda: connection, self.origin.host, self.origin.port,
                     ssl=self.origin.ssl, server_hostname=self.origin.server_hostname)
         except TimeoutError as exc:
+            self.forget(connection)
             raise UpstreamTimeout() from exc
         except (OSError, ssl.SSLError) as exc:
+            self.forget(connection)
             raise UpstreamConnectError(type(exc).__name__) from exc
-        return protocol
+        return connection
 
     def close(self) -> None:
         for connection in self.idle:
@@ -280,8 +320,8 @@ class _Pool:
 class Http1Upstream:
     """The proxy's default upstream client (``GATEWAY_UPSTREAM_CLIENT=http1``)."""
 
-    def __init__(self, *, max_idle_per_origin: int = 256) -> None:
-        self._max_idle = max_idle_per_origin
+    def __init__(self, *, max_connections_per_origin: int = 256) -> None:
+        self._max_connections = max_connections_per_origin
         self._pools: dict[tuple[str, str, int], _Pool] = {}
         self._targets: dict[str, tuple[_Pool, bytes]] = {}
 
@@ -296,7 +336,7 @@ class Http1Upstream:
             origin = _Origin(parts.scheme, parts.hostname, parts.port)
             pool = self._pools.get(origin.key)
             if pool is None:
-                pool = self._pools[origin.key] = _Pool(origin, self._max_idle)
+                pool = self._pools[origin.key] = _Pool(origin, self._max_connections, self._max_connections)
             cached = (pool, (parts.path or "/").encode())
             if len(self._targets) < 4096:
                 self._targets[base] = cached

@@ -96,9 +96,9 @@ class HttpxUpstream:
         await self._client.aclose()
 
 
-def create_upstream_client(kind: str) -> UpstreamClient:
+def create_upstream_client(kind: str, max_connections: int = 256) -> UpstreamClient:
     if kind == "httpx":
-        return HttpxUpstream()
+        return HttpxUpstream(connections=max_connections)
     from .http1 import Http1Upstream
 
-    return Http1Upstream()
+    return Http1Upstream(max_connections_per_origin=max_connections)

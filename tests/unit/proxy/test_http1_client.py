@@ -121,3 +121,79 @@ async def test_a_body_delimited_by_the_connection_closing_arrives_whole() -> Non
         await client.aclose()
         server.close()
         await server.wait_closed()
+
+
+async def test_connections_are_capped_and_waiters_get_the_freed_one() -> None:
+    """A burst beyond max_connections waits for a connection instead of opening more sockets."""
+    import asyncio
+
+    accepted = 0
+    release = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        while True:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            await release.wait()
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = Http1Upstream(max_connections_per_origin=2)
+
+    async def one() -> bytes:
+        response = await client.send("GET", f"http://127.0.0.1:{port}/", [], b"", timeout=5, streaming=False)
+        body = b"".join([chunk async for chunk in response.chunks()])
+        await response.aclose()
+        return body
+
+    try:
+        tasks = [asyncio.create_task(one()) for _ in range(6)]
+        for _ in range(250):  # until the two allowed connections are in (bounded wait, not a timing check)
+            if accepted >= 2:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)  # room for a third connection to show up if the cap did not hold
+        assert accepted == 2
+        release.set()
+        assert await asyncio.gather(*tasks) == [b"ok"] * 6
+        assert accepted == 2
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_waiting_for_a_connection_counts_against_the_timeout() -> None:
+    import asyncio
+
+    from clerk_gateway.proxy.upstream import UpstreamTimeout
+
+    hold = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await hold.wait()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = Http1Upstream(max_connections_per_origin=1)
+    try:
+        first = asyncio.create_task(client.send("GET", f"http://127.0.0.1:{port}/", [], b"", timeout=5,
+                                                streaming=False))
+        await asyncio.sleep(0.05)
+        with pytest.raises(UpstreamTimeout):
+            await client.send("GET", f"http://127.0.0.1:{port}/", [], b"", timeout=0.2, streaming=False)
+        hold.set()
+        with pytest.raises(UpstreamConnectError):
+            await first
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
