@@ -74,3 +74,48 @@ def test_token_command_mints_a_token_the_gateway_accepts(tmp_path: Path) -> None
            "GATEWAY_BACKENDS": '{"hasura": {"url": "http://127.0.0.1:9"}}'}
     explained = run_cli("inspect", token, env=env, cwd=tmp_path)
     assert explained.returncode == 0, explained.stdout + explained.stderr
+
+
+def test_demo_prints_a_token_that_works_through_its_gateway(tmp_path: Path) -> None:
+    """The README's first command: the demo must serve, and its printed token and curl line must work."""
+    import re
+    import time
+
+    import httpx
+
+    port, backend_port = free_port(), free_port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CLERK_", "GATEWAY_"))}
+    base["PYTHONPATH"] = SRC
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "clerk_gateway", "demo", "--port", str(port),
+                                    "--backend-port", str(backend_port)], env=base, cwd=tmp_path,
+                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        ready = False
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                ready = httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                ready = False
+            if ready:
+                break
+            time.sleep(0.1)
+        text = log.read_text()
+        assert ready, text
+        token = re.search(r"^(eyJ[\w-]+\.[\w-]+\.[\w-]+)$", text, re.M)
+        assert token is not None, text
+        assert f"curl -s {url}/demo/v1/graphql" in text
+        answer = httpx.post(f"{url}/demo/v1/graphql", json={"query": "{ me { id } }"},
+                            headers={"Authorization": f"Bearer {token.group(1)}"})
+        assert answer.status_code == 200
+        assert answer.json()["data"]["identity"] == {"x-hasura-role": "user", "x-hasura-user-id": "user_demo"}
+        assert httpx.post(f"{url}/demo/v1/graphql", json={}).status_code == 401
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
