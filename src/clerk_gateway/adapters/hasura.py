@@ -8,7 +8,6 @@ proxy's header policy, and in ``admin_secret`` mode the role is always set expli
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -153,6 +152,3 @@ class HasuraAdapter(Adapter):
 
     def probe_url(self) -> str | None:
         return self.hasura.url + "/healthz"
-
-    def describe(self) -> Mapping[str, Any]:
-        return {"adapter": "hasura", "url": self.hasura.url, "auth_mode": self.hasura.auth_mode}

@@ -119,15 +119,6 @@ def _queries_from_query_string(query_string: bytes) -> list[str]:
     return parse_qs(query_string.decode("latin-1"), keep_blank_values=True).get("query", [])
 
 
-def _last_header(context: RequestContext, name: bytes) -> bytes | None:
-    """The header's last value: the one the adapter acts on (``IncomingRequest.header``)."""
-    found: bytes | None = None
-    for key, value in context.headers:
-        if key == name:
-            found = value
-    return found
-
-
 def _accept(context: RequestContext) -> bytes:
     return b",".join(value for key, value in context.headers if key == b"accept")
 
@@ -165,7 +156,7 @@ class GraphQLLimitsGuard(RequestGuard):
         if length and sum(len(query) for query in queries) > length:
             raise self._refusal(context, Violation(
                 "graphql-length-limit", f"the query text is longer than the limit of {length} characters"))
-        introspection_allowed = self.may_introspect(_last_header(context, b"x-hasura-role"))
+        introspection_allowed = self.may_introspect(context.header(b"x-hasura-role"))
         for index, query in enumerate(queries):
             violation = self.analyser.check(query, introspection_allowed=introspection_allowed)
             if violation is not None:

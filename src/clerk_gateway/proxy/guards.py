@@ -28,10 +28,13 @@ class RequestContext:
     query_string: bytes = b""
 
     def header(self, name: bytes) -> bytes | None:
+        """The header's last value: the one the adapter acts on (``IncomingRequest.header``), and
+        the one a proxy in front appended when a client sent its own copy first."""
+        found: bytes | None = None
         for key, value in self.headers:
             if key == name:
-                return value
-        return None
+                found = value
+        return found
 
 
 class RequestGuard:

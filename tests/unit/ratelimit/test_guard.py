@@ -155,6 +155,9 @@ def test_client_ip_header_uses_the_entry_the_proxy_appended() -> None:
     header = b"x-forwarded-for"
     spoofed = context("10.0.0.2", headers=[(header, b"1.2.3.4, 198.51.100.9")])
     assert client_address(spoofed, header) == "198.51.100.9"
+    # A client's own header line comes first; the proxy's appended line is the one that counts.
+    two_lines = context("10.0.0.2", headers=[(header, b"1.2.3.4"), (header, b"198.51.100.9")])
+    assert client_address(two_lines, header) == "198.51.100.9"
     assert client_address(context("10.0.0.2", headers=[(header, b"not-an-ip")]), header) == "10.0.0.2"
     assert client_address(context("10.0.0.2"), header) == "10.0.0.2"
     assert client_address(context("10.0.0.2", headers=[(header, b" 2001:db8::1 ")]), header) == "2001:db8::/64"
