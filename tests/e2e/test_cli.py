@@ -11,6 +11,7 @@ from tests.e2e.conftest import Mint
 from tests.support.gateway_process import gateway_env, hasura_backend
 from tests.support.jwks_server import JwksServer
 from tests.support.ports import free_port
+from tests.support.processes import stop_process
 from tests.support.upstream import RecordingUpstream
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -114,8 +115,4 @@ def test_demo_prints_a_token_that_works_through_its_gateway(tmp_path: Path) -> N
         assert answer.json()["data"]["identity"] == {"x-hasura-role": "user", "x-hasura-user-id": "user_demo"}
         assert httpx.post(f"{url}/demo/v1/graphql", json={}).status_code == 401
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process, 10)

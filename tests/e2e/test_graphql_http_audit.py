@@ -31,6 +31,7 @@ from tests.e2e.conftest import Mint
 from tests.support.gateway_process import GatewayProcess, gateway_env, hasura_backend
 from tests.support.jwks_server import JwksServer
 from tests.support.ports import LOCALHOST, free_port
+from tests.support.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM_DIR = Path(__file__).resolve().parent / "graphql_upstream"
@@ -86,12 +87,7 @@ def reference_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _wait_listening(port, process, log)
         yield f"http://{LOCALHOST}:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process)
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from clerk_gateway.proxy.guards import RequestContext
 from clerk_gateway.ratelimit import Rate, RateLimitedError, RateLimitGuard
 from clerk_gateway.ratelimit.redis_store import RedisBucketStore, RedisConnection, connect_redis
 from tests.support.ports import LOCALHOST, free_port
+from tests.support.processes import stop_process
 
 PREFIX = "e2e:rl:"
 
@@ -63,13 +64,8 @@ class RedisServer:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        if process is not None:
+            stop_process(process)
 
     def client(self) -> SyncRedis:
         return SyncRedis(host=LOCALHOST, port=self.port, socket_timeout=2)

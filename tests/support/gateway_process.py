@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from typing import Any, NoReturn, Self
 import httpx
 
 from .ports import LOCALHOST, free_port
+from .processes import stop_process
 
 __all__ = ["ADMIN_SECRET", "ISSUER", "GatewayProcess", "gateway_env", "hasura_backend"]
 
@@ -130,14 +130,7 @@ class GatewayProcess:
         process = self._process
         if process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        return process.returncode
+        return stop_process(process, timeout)
 
     def close(self) -> None:
         self.stop()

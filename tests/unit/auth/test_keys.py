@@ -27,6 +27,7 @@ from clerk_gateway.auth.keys import (
 from clerk_gateway.errors import AuthenticationError, ServiceUnavailableError
 from clerk_gateway.observability.metrics import REGISTRY
 from clerk_gateway.settings.clerk import ClerkConfig
+from tests.support.clock import ManualClock
 from tests.support.tokens import SigningKey, b64url, jwks
 
 URL = "https://clerk.example.test/.well-known/jwks.json"
@@ -38,21 +39,10 @@ KEY_B = SigningKey.rsa("ins_b")
 KEY_EC = SigningKey.ec("ins_ec")
 
 
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class GatedSleep:
     """The background refresher's sleep: records the delay, waits for the test, then moves the clock."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: ManualClock) -> None:
         self.clock = clock
         self.delays: list[float] = []
         self._gate: asyncio.Queue[None] = asyncio.Queue()
@@ -104,12 +94,12 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-async def make_cache(client: httpx.AsyncClient, clock: FakeClock) -> AsyncIterator[Callable[..., JwksCache]]:
+async def make_cache(client: httpx.AsyncClient, clock: ManualClock) -> AsyncIterator[Callable[..., JwksCache]]:
     made: list[JwksCache] = []
 
     def factory(**kwargs: Any) -> JwksCache:
@@ -147,7 +137,7 @@ async def test_concurrent_refresh_calls_share_one_fetch(mock: respx.MockRouter,
 
 
 async def test_start_fetches_in_the_background_and_reports_status(
-        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: FakeClock) -> None:
+        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: ManualClock) -> None:
     mock.get(URL).mock(return_value=jwks_response(KEY_A, KEY_EC))
     source = source_name()
     cache = make_cache(source=source, sleep=GatedSleep(clock))
@@ -163,7 +153,7 @@ async def test_start_fetches_in_the_background_and_reports_status(
 
 
 async def test_a_request_during_the_first_fetch_waits_for_it(
-        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: FakeClock) -> None:
+        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: ManualClock) -> None:
     release = asyncio.Event()
     started: list[httpx.Request] = []
 
@@ -202,7 +192,7 @@ async def test_the_wait_for_the_first_fetch_is_bounded(mock: respx.MockRouter,
 
 
 async def test_background_refresh_runs_at_80_percent_of_the_lifetime(
-        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: FakeClock) -> None:
+        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: ManualClock) -> None:
     route = mock.get(URL).mock(return_value=jwks_response(KEY_A, max_age=100))
     sleep = GatedSleep(clock)
     cache = make_cache(sleep=sleep)
@@ -223,7 +213,7 @@ async def test_background_refresh_runs_at_80_percent_of_the_lifetime(
 
 
 async def test_a_refresh_made_meanwhile_postpones_the_background_one(
-        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: FakeClock) -> None:
+        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: ManualClock) -> None:
     route = mock.get(URL).mock(return_value=jwks_response(KEY_A, max_age=100))
     sleep = GatedSleep(clock)
     cache = make_cache(sleep=sleep)
@@ -246,7 +236,7 @@ async def test_a_refresh_made_meanwhile_postpones_the_background_one(
     ({"cache-control": "max-age=bogus"}, 240.0),  # corrupt: the default
 ])
 async def test_lifetime_comes_from_the_response_headers(
-        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: FakeClock,
+        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: ManualClock,
         headers: dict[str, str], refresh_after: float) -> None:
     mock.get(URL).mock(return_value=httpx.Response(200, json=jwks(KEY_A), headers=headers))
     sleep = GatedSleep(clock)
@@ -260,7 +250,7 @@ async def test_lifetime_comes_from_the_response_headers(
 
 
 async def test_rotation_is_picked_up_by_the_first_request_with_the_new_kid(
-        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: FakeClock) -> None:
+        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: ManualClock) -> None:
     route = mock.get(URL).mock(return_value=jwks_response(KEY_A))
     cache = make_cache(cooldown_seconds=60, sleep=GatedSleep(clock))
     await cache.start()
@@ -272,7 +262,7 @@ async def test_rotation_is_picked_up_by_the_first_request_with_the_new_kid(
 
 
 async def test_a_flood_of_unknown_kids_costs_one_fetch_per_cooldown(
-        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: FakeClock) -> None:
+        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: ManualClock) -> None:
     route = mock.get(URL).mock(return_value=jwks_response(KEY_A))
     cache = make_cache(cooldown_seconds=10)
     await cache.refresh()
@@ -304,7 +294,7 @@ async def test_a_flood_of_unknown_kids_costs_one_fetch_per_cooldown(
 
 
 async def test_a_rotation_during_the_cooldown_waits_for_it_to_end(
-        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: FakeClock) -> None:
+        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: ManualClock) -> None:
     route = mock.get(URL).mock(return_value=jwks_response(KEY_A))
     cache = make_cache(cooldown_seconds=10)
     await cache.refresh()
@@ -374,7 +364,7 @@ async def test_a_set_without_usable_keys_is_loaded_and_refuses_every_kid(
 
 
 async def test_outage_keeps_the_last_good_keys_then_drops_them_after_max_stale(
-        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: FakeClock) -> None:
+        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: ManualClock) -> None:
     route = mock.get(URL).mock(return_value=jwks_response(KEY_A, max_age=100))
     source = source_name()
     cache = make_cache(source=source, max_stale_seconds=1000, cooldown_seconds=10)
@@ -406,7 +396,7 @@ async def test_outage_keeps_the_last_good_keys_then_drops_them_after_max_stale(
 
 
 async def test_recovery_after_an_outage_clears_the_error(
-        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: FakeClock) -> None:
+        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: ManualClock) -> None:
     route = mock.get(URL).mock(return_value=jwks_response(KEY_A, max_age=100))
     cache = make_cache()
     await cache.refresh()
@@ -442,7 +432,7 @@ async def test_garbage_keeps_the_old_keys(mock: respx.MockRouter, make_cache: Ca
 
 
 async def test_unreachable_at_start_then_recovery_in_the_background(
-        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: FakeClock) -> None:
+        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: ManualClock) -> None:
     route = mock.get(URL).mock(side_effect=httpx.ConnectError("refused"))
     sleep = GatedSleep(clock)
     cache = make_cache(sleep=sleep, cooldown_seconds=10)
@@ -474,7 +464,7 @@ async def test_unreachable_at_start_then_recovery_in_the_background(
 
 
 async def test_unreachable_at_start_then_recovery_on_request(
-        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: FakeClock) -> None:
+        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: ManualClock) -> None:
     route = mock.get(URL).mock(side_effect=httpx.ConnectError("refused"))
     cache = make_cache(cooldown_seconds=10)
     with pytest.raises(ServiceUnavailableError):
@@ -504,7 +494,7 @@ async def test_a_document_over_the_size_limit_is_refused(mock: respx.MockRouter,
     assert metric("gateway_jwks_fetches_total", source=source, outcome="invalid") == 1
 
 
-async def test_a_streamed_document_is_cut_off_at_the_limit(clock: FakeClock) -> None:
+async def test_a_streamed_document_is_cut_off_at_the_limit(clock: ManualClock) -> None:
     sent: list[int] = []
 
     async def endless() -> AsyncIterator[bytes]:
@@ -688,7 +678,7 @@ def test_build_without_any_key_source(client: httpx.AsyncClient) -> None:
 
 
 async def test_aclose_stops_the_background_refresher(
-        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: FakeClock) -> None:
+        mock: respx.MockRouter, make_cache: Callable[..., JwksCache], clock: ManualClock) -> None:
     mock.get(URL).mock(return_value=jwks_response(KEY_A))
     sleep = GatedSleep(clock)
     cache = make_cache(sleep=sleep)

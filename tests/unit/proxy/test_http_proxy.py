@@ -9,26 +9,13 @@ import pytest
 import respx
 
 from clerk_gateway.adapters.hasura import HasuraAdapter, HasuraSettings
-from clerk_gateway.auth.model import TokenKind, VerifiedToken
-from clerk_gateway.errors import AuthenticationError
+from clerk_gateway.auth.model import TokenKind
 from clerk_gateway.proxy.http import BackendProxy
 from clerk_gateway.proxy.upstream import HttpxUpstream
+from tests.support.stubs import GOOD_TOKEN, StubVerifier
 
 UPSTREAM = "http://hasura.test"
-GOOD = "good.token.value"
-
-
-class StubVerifier:
-    def __init__(self, kind: TokenKind = TokenKind.SESSION) -> None:
-        self.kind = kind
-        self.calls = 0
-
-    async def verify(self, token: str) -> VerifiedToken:
-        self.calls += 1
-        if token != GOOD:
-            raise AuthenticationError("invalid-signature", "the token's signature is not valid")
-        return VerifiedToken(token=token, header={}, claims={"sub": "user_1", "sid": "s"}, kind=self.kind,
-                             subject="user_1", expires_at=2e9, session_id="s")
+GOOD = GOOD_TOKEN
 
 
 def make_app(verifier: StubVerifier | None = None, **fields: Any) -> tuple[Any, StubVerifier]:

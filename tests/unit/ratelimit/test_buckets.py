@@ -9,17 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clerk_gateway.ratelimit.buckets import ALLOWED, Decision, MemoryBucketStore, Rate, settle
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.clock import ManualClock
 
 
 def test_rate_rejects_nonsense() -> None:
@@ -63,7 +53,7 @@ def test_retry_after_header_is_whole_seconds_at_least_one() -> None:
 
 
 async def test_burst_then_refusal_then_refill() -> None:
-    clock = Clock()
+    clock = ManualClock()
     store = MemoryBucketStore(Rate(per_second=1, burst=3), clock=clock)
     results = [(await store.take("user_1")).allowed for _ in range(4)]
     assert results == [True, True, True, False]
@@ -79,14 +69,14 @@ async def test_burst_then_refusal_then_refill() -> None:
 
 
 async def test_keys_have_separate_buckets() -> None:
-    store = MemoryBucketStore(Rate(per_second=1, burst=1), clock=Clock())
+    store = MemoryBucketStore(Rate(per_second=1, burst=1), clock=ManualClock())
     assert (await store.take("a")).allowed
     assert not (await store.take("a")).allowed
     assert (await store.take("b")).allowed
 
 
 async def test_a_check_neither_consumes_nor_creates() -> None:
-    clock = Clock()
+    clock = ManualClock()
     store = MemoryBucketStore(Rate(per_second=1, burst=2), clock=clock)
     assert (await store.take("10.0.0.1", 0)).allowed
     assert "10.0.0.1" not in store and len(store) == 0
@@ -103,7 +93,7 @@ async def test_a_check_neither_consumes_nor_creates() -> None:
 
 
 async def test_store_is_bounded_and_evicts_the_least_recently_used() -> None:
-    clock = Clock()
+    clock = ManualClock()
     store = MemoryBucketStore(Rate(per_second=0.001, burst=1), max_keys=3, clock=clock)
     for key in ("a", "b", "c"):
         assert (await store.take(key)).allowed
@@ -115,7 +105,7 @@ async def test_store_is_bounded_and_evicts_the_least_recently_used() -> None:
 
 
 async def test_idle_buckets_that_refilled_are_dropped() -> None:
-    clock = Clock()
+    clock = ManualClock()
     store = MemoryBucketStore(Rate(per_second=10, burst=10), clock=clock)
     await store.take("idle-1")
     await store.take("idle-2")
@@ -125,7 +115,7 @@ async def test_idle_buckets_that_refilled_are_dropped() -> None:
 
 
 async def test_idle_buckets_still_refilling_are_kept() -> None:
-    clock = Clock()
+    clock = ManualClock()
     store = MemoryBucketStore(Rate(per_second=1, burst=10), clock=clock)
     await store.take("recent")
     clock.advance(2.0)
@@ -145,7 +135,7 @@ def test_max_keys_must_be_positive() -> None:
     gaps=st.lists(st.floats(min_value=0, max_value=2), min_size=1, max_size=80),
 )
 def test_never_more_than_burst_plus_refill(per_second: float, burst: int, gaps: list[float]) -> None:
-    clock = Clock(0.0)
+    clock = ManualClock(0.0)
     store = MemoryBucketStore(Rate(per_second, burst), clock=clock)
     allowed = 0
     for gap in gaps:

@@ -12,16 +12,9 @@ from clerk_gateway.observability.metrics import REGISTRY
 from clerk_gateway.proxy.guards import RequestContext
 from clerk_gateway.proxy.responses import render_error
 from clerk_gateway.ratelimit import MemoryBucketStore, Rate, RateLimitedError, RateLimitGuard, client_address
+from tests.support.clock import ManualClock
 
 SECRET_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyXzEifQ.c2lnbmF0dXJl"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def context(ip: str | None = "203.0.113.7", *, subject: str | None = None,
@@ -33,7 +26,8 @@ def context(ip: str | None = "203.0.113.7", *, subject: str | None = None,
     return ctx
 
 
-def guard(clock: Clock, *, user_burst: int = 3, failure_burst: int = 2, header: str | None = None) -> RateLimitGuard:
+def guard(clock: ManualClock, *, user_burst: int = 3, failure_burst: int = 2,
+          header: str | None = None) -> RateLimitGuard:
     return RateLimitGuard(MemoryBucketStore(Rate(1, user_burst), clock=clock),
                           MemoryBucketStore(Rate(0.5, failure_burst), clock=clock), client_ip_header=header)
 
@@ -46,7 +40,7 @@ BAD = AuthenticationError("invalid-signature", "the token's signature is not val
 
 
 async def test_user_limit_refuses_with_429_and_retry_after() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     g = guard(clock)
     before = limited("user")
     for _ in range(3):
@@ -63,14 +57,14 @@ async def test_user_limit_refuses_with_429_and_retry_after() -> None:
 
 
 async def test_user_limit_ignores_the_address() -> None:
-    g = guard(Clock(), user_burst=1)
+    g = guard(ManualClock(0.0), user_burst=1)
     await g.after_auth(context("198.51.100.1", subject="user_1"))
     with pytest.raises(RateLimitedError):
         await g.after_auth(context("198.51.100.2", subject="user_1"))
 
 
 async def test_failed_authentications_close_the_door_before_the_token_is_read() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     g = guard(clock, failure_burst=2)
     before = limited("auth-failures")
     await g.before_auth(context())
@@ -88,7 +82,7 @@ async def test_failed_authentications_close_the_door_before_the_token_is_read() 
 
 
 async def test_refusal_by_the_limit_itself_is_not_another_failure() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     g = guard(clock, failure_burst=1)
     await g.on_refused(context(), BAD)
     for _ in range(5):
@@ -102,14 +96,14 @@ async def test_refusal_by_the_limit_itself_is_not_another_failure() -> None:
 @pytest.mark.parametrize("error", [MissingTokenError(), ForbiddenError("role-not-allowed", "no"),
                                    UpstreamUnavailableError("hasura")])
 async def test_only_failed_tokens_count(error: Exception) -> None:
-    g = guard(Clock(), failure_burst=1)
+    g = guard(ManualClock(0.0), failure_burst=1)
     for _ in range(5):
         await g.on_refused(context(), error)  # type: ignore[arg-type]
     await g.before_auth(context())
 
 
 async def test_no_address_no_failure_limit() -> None:
-    g = guard(Clock(), failure_burst=1)
+    g = guard(ManualClock(0.0), failure_burst=1)
     for _ in range(3):
         await g.on_refused(context(None), BAD)
         await g.before_auth(context(None))
@@ -125,7 +119,7 @@ async def test_disabled_limits_do_nothing() -> None:
 
 
 async def test_after_auth_without_token_is_a_no_op() -> None:
-    g = guard(Clock(), user_burst=1)
+    g = guard(ManualClock(0.0), user_burst=1)
     for _ in range(3):
         await g.after_auth(context())
 
@@ -164,7 +158,7 @@ def test_client_ip_header_uses_the_entry_the_proxy_appended() -> None:
 
 
 async def test_guard_reads_the_configured_header() -> None:
-    g = guard(Clock(), failure_burst=1, header="X-Real-IP")
+    g = guard(ManualClock(0.0), failure_burst=1, header="X-Real-IP")
     behind_proxy = [(b"x-real-ip", b"198.51.100.20")]
     await g.on_refused(context("10.0.0.2", headers=behind_proxy), BAD)
     with pytest.raises(RateLimitedError):

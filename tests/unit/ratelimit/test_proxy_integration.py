@@ -8,26 +8,13 @@ import httpx
 import respx
 
 from clerk_gateway.adapters.hasura import HasuraAdapter, HasuraSettings
-from clerk_gateway.auth.model import TokenKind, VerifiedToken
-from clerk_gateway.errors import AuthenticationError
 from clerk_gateway.proxy.http import BackendProxy
 from clerk_gateway.proxy.upstream import HttpxUpstream
 from clerk_gateway.ratelimit import MemoryBucketStore, Rate, RateLimitGuard
+from tests.support.stubs import GOOD_TOKEN, StubVerifier
 
 UPSTREAM = "http://hasura.test"
-GOOD = "good.token.value"
-
-
-class StubVerifier:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def verify(self, token: str) -> VerifiedToken:
-        self.calls += 1
-        if token != GOOD:
-            raise AuthenticationError("invalid-signature", "the token's signature is not valid")
-        return VerifiedToken(token=token, header={}, claims={"sub": "user_1", "sid": "s"}, kind=TokenKind.SESSION,
-                             subject="user_1", expires_at=2e9, session_id="s")
+GOOD = GOOD_TOKEN
 
 
 def make_app(guard: RateLimitGuard) -> tuple[Any, StubVerifier]:
