@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,12 +21,9 @@ from clerk_gateway.auth.jwk import (
     load_pem,
 )
 from tests.support.tokens import SigningKey, b64url
+from tests.support.wycheproof import vector_path
 
-_WYCHEPROOF_DIRS = [Path(__file__).resolve().parents[2] / "testdata" / "wycheproof",
-                    Path("/work/shared/testdata/wycheproof")]
-WYCHEPROOF_JWK = next((d / "json_web_key_test.json" for d in _WYCHEPROOF_DIRS
-                       if (d / "json_web_key_test.json").exists()), None)
-needs_wycheproof = pytest.mark.skipif(WYCHEPROOF_JWK is None, reason="Wycheproof vectors not found")
+WYCHEPROOF_JWK = vector_path("json_web_key_test.json")
 
 RSA = SigningKey.rsa("rsa-a")
 EC256 = SigningKey.ec("ec-256", "P-256")
@@ -213,9 +209,7 @@ def test_not_an_object(jwk: Any) -> None:
     assert reason_of(jwk) == "invalid-key"
 
 
-@needs_wycheproof
 def test_roca_fingerprint_is_refused() -> None:
-    assert WYCHEPROOF_JWK is not None
     groups = json.loads(WYCHEPROOF_JWK.read_text())["testGroups"]
     roca = next(key for group in groups for key in (group.get("public") or {}).get("keys", [])
                 if key.get("kid") == "kid-rsa-roca-sign")
@@ -312,8 +306,6 @@ _WYCHEPROOF_REFUSED = {1, 4, 6, 7, 8, 9, 10, 11, 12, 16, 17, 18, 19, 20, 21, 22,
 
 def _wycheproof_jwk_cases() -> list[tuple[int, Any, str | None]]:
     cases: list[tuple[int, Any, str | None]] = []
-    if WYCHEPROOF_JWK is None:
-        return cases
     for group in json.loads(WYCHEPROOF_JWK.read_text())["testGroups"]:
         keys = group.get("public") or group.get("private")
         for test in group["tests"]:
@@ -323,7 +315,6 @@ def _wycheproof_jwk_cases() -> list[tuple[int, Any, str | None]]:
     return cases
 
 
-@needs_wycheproof
 @pytest.mark.parametrize(("tc_id", "keys", "kid"), _wycheproof_jwk_cases(), ids=lambda v: str(v)[:12])
 def test_wycheproof_jwk_vectors(tc_id: int, keys: Any, kid: str | None) -> None:
     loaded = load_jwks(keys if "keys" in keys else {"keys": [keys]}, source="wycheproof")

@@ -27,8 +27,8 @@ from clerk_gateway.auth.jws_parsing import parse_compact_jws
 from clerk_gateway.auth.model import VerificationKey
 from clerk_gateway.auth.verifier import verify_signature
 from clerk_gateway.errors import AuthenticationError, GatewayError
+from tests.support.wycheproof import MissingVectorsError, load_vectors, vector_path
 
-VECTORS = Path(__file__).parents[3] / ".." / "shared" / "testdata" / "wycheproof"
 FILES = ("json_web_signature_test.json", "json_web_key_test.json")
 #: tcIds whose label is wrong (REFERENCE.md §5.5): either outcome is acceptable.
 MISLABELLED = {
@@ -75,7 +75,7 @@ def _public_keyset(material: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _cases(file: str) -> Iterator[Case]:
-    data = json.loads((VECTORS / file).read_text())
+    data = load_vectors(file)
     for group in data["testGroups"]:
         material = group.get("public", group.get("private"))
         for test in group["tests"]:
@@ -83,15 +83,7 @@ def _cases(file: str) -> Iterator[Case]:
             yield Case(file, test["tcId"], test["comment"], token, test["result"], _public_keyset(material))
 
 
-def _all_cases() -> list[Case]:
-    if not VECTORS.is_dir():
-        return []
-    return [case for file in FILES for case in _cases(file)]
-
-
-CASES = _all_cases()
-needs_vectors = pytest.mark.skipif(
-    not CASES, reason=f"Wycheproof vectors not found at {VECTORS.resolve()} (the shared/ folder beside the repo)")
+CASES = [case for file in FILES for case in _cases(file)]  # a missing file fails collection, loudly
 
 
 class _GroupKeys:
@@ -138,7 +130,6 @@ def verdict(case: Case, result: str) -> str:
     return "unsupported" if case.unsupported else "failed"
 
 
-@needs_vectors
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.file.split('_test')[0][9:]}-{c.tc_id}" for c in CASES])
 async def test_vector(case: Case) -> None:
     result = await outcome(case)
@@ -146,7 +137,6 @@ async def test_vector(case: Case) -> None:
         f"tcId {case.tc_id} ({case.comment}) is labelled {case.expected} but the gateway said {result}")
 
 
-@needs_vectors
 async def test_summary(capsys: pytest.CaptureFixture[str]) -> None:
     lines = []
     for file in FILES:
@@ -161,7 +151,17 @@ async def test_summary(capsys: pytest.CaptureFixture[str]) -> None:
         print("\n" + "\n".join(lines))
 
 
-@needs_vectors
 def test_the_vector_files_are_complete() -> None:
     counts = Counter(case.file for case in CASES)
     assert counts == {"json_web_signature_test.json": 401, "json_web_key_test.json": 26}
+
+
+def test_a_missing_vector_file_fails_instead_of_skipping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.support.wycheproof as vectors
+
+    monkeypatch.setattr(vectors, "VECTORS_DIR", tmp_path)
+    with pytest.raises(MissingVectorsError, match="missing"):
+        vector_path("json_web_signature_test.json")
+    (tmp_path / "json_web_signature_test.json").write_text("{}")
+    with pytest.raises(MissingVectorsError, match="pinned"):
+        vector_path("json_web_signature_test.json")
