@@ -42,6 +42,7 @@ WORK = BENCH_DIR / ".work"
 RESULTS = BENCH_DIR / "results"
 EXPECTED_ANSWER = json.loads(targets.UPSTREAM_BODY)
 MAX_ERROR_SHARE = 0.01
+KEEPALIVE_BODY_LIMIT = 1024 * 1024  # the gateway's default GATEWAY_MAX_BODY_BYTES
 
 
 def _csv(text: str) -> list[str]:
@@ -114,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads under load (default 2)")
     parser.add_argument("--tokens", type=int, default=1000, help="distinct users / tokens (default 1000)")
     parser.add_argument("--no-single", action="store_true", help="skip the one-connection latency runs")
+    parser.add_argument("--no-keepalive-check", action="store_true",
+                        help="skip the check that no refusal leaves a client with a dead keep-alive connection")
     parser.add_argument("--gateway-env", type=_assignment, action="append", default=[], metavar="VAR=VALUE",
                         help="extra environment for every gateway run (repeatable)")
     parser.add_argument("--variant", type=_variant, action="append", default=[],
@@ -283,6 +286,31 @@ class Bench:
               file=sys.stderr, flush=True)
         return result
 
+    def keepalive_check(self, target: Target) -> None:
+        """After the load run: refusals of every kind mixed with accepted requests over keep-alive
+        clients, and the defect's own single-client case; any transport error is a warning.
+
+        A gateway that answers fast but leaves clients with dead connections after a 401 is not
+        fast for its users (the next request fails), so the benchmark checks it on every run.
+        """
+        assert self.tokens is not None
+        sys.path.insert(0, str(BENCH_DIR.parent))
+        from tests.support.refusal_mix import run_mix, run_single_client_malformed
+
+        kit = make_tokens.refusal_kit(self.tokens)
+        base, _, path = target.url.partition("/hasura")
+
+        requests = 1_000 if self.args.quick else 4_000
+        print(f"bench: {target.label}: keep-alive check ({requests} mixed requests, then 3000 refusals "
+              "on one client)", file=sys.stderr, flush=True)
+        mix = run_mix(base, kit, requests=requests, clients=4, limit=KEEPALIVE_BODY_LIMIT, path="/hasura" + path)
+        single = run_single_client_malformed(base, requests=3_000, body_bytes=20_000, path="/hasura" + path)
+        for name, result in (("mixed refusals", mix), ("one client, 3 KB malformed token, 20 KB body", single)):
+            line = f"keep-alive after refusals, {target.label}, {name}: {result.summary()}"
+            if result.transport_errors or result.unexpected:
+                line = "WARNING: " + line + "; " + "; ".join((result.errors + result.unexpected)[:3])
+            self.notes.append(line)
+
     def _flag_errors(self, label: str, run: str, result: wrkrun.WrkResult) -> None:
         if result.requests == 0 or result.error_count > MAX_ERROR_SHARE * result.requests:
             self.notes.append(f"WARNING: {label} ({run} run): {result.error_count} errors in "
@@ -353,6 +381,8 @@ class Bench:
             try:
                 self.check_answers(target)
                 self.results.append(self.measure(target))
+                if spec.kind == "gateway" and not self.args.no_keepalive_check:
+                    self.keepalive_check(target)
             finally:
                 self.supervisor.stop(target.managed)
         if self.memory_minutes > 0 and "gateway" in self.args.only:

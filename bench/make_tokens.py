@@ -83,6 +83,22 @@ def session_claims(index: int, issuer: str, now: int, lifetime: int) -> dict[str
     }
 
 
+def refusal_kit(tokens: TokenSet) -> Any:
+    """The tokens of the keep-alive check (``tests/support/refusal_mix.py``): the run's users, one
+    of them as the hot user, an expired token and one signed by a stranger under the run's kid."""
+    from tests.support.refusal_mix import TokenKit
+
+    key = serialization.load_pem_private_key(tokens.private_key.read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    header = {"alg": "RS256", "kid": DEFAULT_KID, "typ": "JWT"}
+    now = int(time.time())
+    users = tokens.tokens.read_text().split()
+    return TokenKit(users=users[1:], hot_user=users[0],
+                    expired=sign_rs256(key, header, session_claims(0, tokens.issuer, now - 600, 60)),
+                    bad_signature=sign_rs256(stranger, header, session_claims(0, tokens.issuer, now, 600)))
+
+
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:

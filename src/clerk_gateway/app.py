@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from clerk_gateway.edge.cors import CorsMiddleware
+from clerk_gateway.edge.keepalive import CONNECTION_CLOSE, refusal_can_keep_connection
 from clerk_gateway.errors import NotFoundError
 from clerk_gateway.observability.metrics import REGISTRY
 from clerk_gateway.proxy.http import BackendProxy
@@ -87,6 +88,8 @@ class GatewayApp:
             if path == "/graphql" and self.default_proxy is not None:
                 await self.default_proxy.handle(scope, receive, send, "/v1/graphql")
                 return
+            if not refusal_can_keep_connection(scope["headers"]):
+                send = _announcing_close(send)  # the ops routes never read a request body
             await self.ops(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -109,6 +112,18 @@ class GatewayApp:
                 await self.runtime.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _announcing_close(send: Send) -> Send:
+    """``send`` with ``Connection: close`` added to the answer (see :mod:`clerk_gateway.edge.keepalive`)."""
+
+    async def send_closing(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = dict(message)
+            message["headers"] = [*message.get("headers", ()), CONNECTION_CLOSE]
+        await send(message)
+
+    return send_closing
 
 
 def create_app(settings: Settings | None = None) -> GatewayApp:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Callable
 from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -20,13 +21,15 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 class CoalescingTransport:
     """Buffers writes until the end of the current loop turn, then writes them at once."""
 
-    __slots__ = ("_buffer", "_loop", "_scheduled", "_transport")
+    __slots__ = ("_buffer", "_loop", "_scheduled", "_transport", "close_hook")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._buffer: list[bytes] = []
         self._scheduled = False
+        #: Asked before every close; returning True means it took over closing (a lingering close).
+        self.close_hook: Callable[[], bool] | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
@@ -48,6 +51,9 @@ class CoalescingTransport:
 
     def close(self) -> None:
         self.flush()
+        hook = self.close_hook
+        if hook is not None and hook():
+            return
         self._transport.close()
 
     def abort(self) -> None:

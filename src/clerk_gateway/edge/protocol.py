@@ -15,12 +15,16 @@ coalesced writes it inherits — and adds, per connection:
 * a **time limit** on the head (``header_timeout``): from the connection's start for its first
   request, from the first byte for the next ones. A client that sent part of a head gets a ``408``;
   an idle connection that never sent a byte is just closed;
-* a **lingering close** whenever the gateway answers before it read the whole request (those two
-  refusals, and any response sent while the request body is still arriving — a 401, a 413, the
-  body-timeout 408): the answer is written, the write side is shut (FIN), and what the client
-  still sends is read and discarded for a little while before the socket closes. Closing at once
-  with unread data makes the kernel send a reset, which can destroy the answer before the client
-  reads it.
+* a **drain** after an answer sent while the request body is still arriving, when the answer
+  kept the connection (a refusal of a small declared body, see :mod:`clerk_gateway.edge.keepalive`):
+  the rest of the body is parsed and thrown away — at most ``linger_bytes`` within
+  ``linger_seconds`` — and the connection then serves the client's next request as usual;
+* a **lingering close** whenever the gateway must close before it read the whole request (those
+  two refusals, and any answer that says ``Connection: close`` while the body is still arriving —
+  a 413 for a large body, a chunked one, the body-timeout 408, or a drain that ran out): the
+  answer is written, the write side is shut (FIN), and what the client still sends is read and
+  discarded for a little while before the socket closes. Closing at once with unread data makes
+  the kernel send a reset, which can destroy the answer before the client reads it.
 
 Bytes are counted as they arrive, before the parser sees them, so a huge head is refused without
 being buffered. (With HTTP pipelining a head that starts inside the read that ended the previous
@@ -39,7 +43,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from clerk_gateway.errors import GatewayError
 from clerk_gateway.proxy.responses import render_error
-from clerk_gateway.server import GatewayHttpProtocol
+from clerk_gateway.server import CoalescingTransport, GatewayHttpProtocol
 
 from .errors import HeaderFieldsTooLargeError, RequestTimeoutError
 
@@ -86,15 +90,21 @@ class EdgeHttpToolsProtocol(GatewayHttpProtocol):
         self._lingering = False
         self._linger_left = 0
         self._linger_timer: asyncio.TimerHandle | None = None
+        self._draining = False
+        self._drain_left = 0
+        self._drain_timer: asyncio.TimerHandle | None = None
 
     # -- connection --------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        coalescing = cast(CoalescingTransport, self.transport)
+        coalescing.close_hook = self._close_gently
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self._end_drain()
         if self._linger_timer is not None:
             self._linger_timer.cancel()
             self._linger_timer = None
@@ -107,6 +117,9 @@ class EdgeHttpToolsProtocol(GatewayHttpProtocol):
                 self.transport.close()
             return
         if not self._in_head:
+            if self._draining:
+                self._drain_data(data)
+                return
             super().data_received(data)
             return
         if self._head_timer is None:
@@ -139,17 +152,68 @@ class EdgeHttpToolsProtocol(GatewayHttpProtocol):
         super().on_message_complete()
         self._in_head = True
         self._head_bytes = 0
+        self._end_drain()
 
     def on_response_complete(self) -> None:
+        if self._lingering:  # the answer said Connection: close; _close_gently took over
+            self.server_state.total_requests += 1
+            return
         cycle = self.cycle
         if (cycle is not None and cycle.more_body and not self.pipeline
                 and not self.transport.is_closing()):
-            # Answered before the body was read (a refusal, a 408): the connection cannot be
-            # reused, and closing it at once could reset the answer away.
-            self.server_state.total_requests += 1
-            self._linger()
-            return
+            # Answered before the body was read, keeping the connection (the answer did not say
+            # Connection: close): read the rest of the body away, then serve the next request.
+            self._start_drain()
         super().on_response_complete()
+
+    def _close_gently(self) -> bool:
+        """The transport's close hook: an answer that closes while its request body is still
+        arriving lingers instead of closing at once (which could reset the answer away)."""
+        cycle = self.cycle
+        if (self._lingering or self._in_head or cycle is None or not cycle.response_complete
+                or not cycle.more_body):
+            return False
+        self.server_state.total_requests += 1
+        self._linger()
+        return True
+
+    # -- drain -------------------------------------------------------------------------------------
+
+    def _start_drain(self) -> None:
+        self._draining = True
+        self._drain_left = self.limits.linger_bytes
+        self._drain_timer = self.loop.call_later(self.limits.linger_seconds, self._drain_ran_out)
+
+    def _drain_data(self, data: bytes) -> None:
+        self._drain_left -= len(data)
+        if self._drain_left < 0:
+            self._drain_ran_out()
+            return
+        cycle = self.cycle
+        super().data_received(data)  # uvicorn drops body bytes of an answered request
+        if self._draining or self.transport.is_closing():
+            return
+        # The body ended inside this read. Unless the next request began in it, the connection is
+        # idle now: uvicorn armed its keep-alive timer when the answer completed and this read
+        # cancelled it, so arm it again.
+        if self.cycle is cycle and self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
+                                                                self.timeout_keep_alive_handler)
+
+    def _drain_ran_out(self) -> None:
+        """More than ``linger_bytes``, or not done within ``linger_seconds``: the client does not
+        send the body it declared, so the connection is given up (gently)."""
+        if not self._draining:
+            return
+        self._end_drain()
+        if not self.transport.is_closing():
+            self._linger()
+
+    def _end_drain(self) -> None:
+        self._draining = False
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
 
     # -- limits ------------------------------------------------------------------------------------
 

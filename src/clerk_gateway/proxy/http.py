@@ -18,6 +18,8 @@ from clerk_gateway.adapters.base import Adapter, Header, IncomingRequest, Route
 from clerk_gateway.auth.token_sources import find_token
 from clerk_gateway.auth.verifier import TokenVerifier
 from clerk_gateway.edge.body import read_within
+from clerk_gateway.edge.errors import RequestTimeoutError
+from clerk_gateway.edge.keepalive import BODY_READ, CONNECTION_CLOSE, refusal_can_keep_connection
 from clerk_gateway.errors import (
     AuthenticationError,
     ForbiddenError,
@@ -92,15 +94,15 @@ class BackendProxy:
             if context is not None:
                 for guard in self.guards:
                     await guard.on_refused(context, error)
-            await self._refuse(send, error, route, request_id)
+            await self._refuse(send, error, route, request_id, close=_must_close(scope, error))
             return
         except ClientDisconnected:
             return
-        except Exception:  # a bug must still answer in the contract's shape, never with a traceback
+        except Exception as exc:  # a bug must still answer in the contract's shape, never with a traceback
             log.exception("request failed inside the gateway",
                           extra={"backend": self.adapter.name, "request_id": request_id.decode()})
             await self._refuse(send, GatewayError("internal-error", "the gateway failed to handle this request"),
-                               route, request_id)
+                               route, request_id, close=_must_close(scope, exc))
             return
         await self._stream(send, receive, response, request_id)
         if self.access_log:
@@ -123,6 +125,7 @@ class BackendProxy:
             raise AuthenticationError("token-kind-not-accepted",
                                       f"{token.kind.value} tokens are not accepted by this backend")
         body = await read_within(_read_body(receive, self.max_body_bytes), self.body_timeout)
+        scope[BODY_READ] = True
         if context is not None:
             context.token, context.body = token, body
             for guard in self.guards:
@@ -152,10 +155,13 @@ class BackendProxy:
         self._latency.observe(time.perf_counter() - started)
         return response
 
-    async def _refuse(self, send: Send, error: GatewayError, route: Route | None, request_id: bytes) -> None:
+    async def _refuse(self, send: Send, error: GatewayError, route: Route | None, request_id: bytes, *,
+                      close: bool = False) -> None:
         status, headers, body = self.adapter.render_error(error, route)
         headers.append((b"x-request-id", request_id))
         headers.append((b"content-length", str(len(body)).encode()))
+        if close:
+            headers.append(CONNECTION_CLOSE)
         if isinstance(error, AuthenticationError | ForbiddenError):
             AUTH_FAILURES.labels(error.reason).inc()
         self._count(status)
@@ -221,6 +227,15 @@ async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any], state
             if not state.finished:
                 task.cancel()
             return
+
+
+def _must_close(scope: Scope, error: Exception) -> bool:
+    """Whether a refusal must announce ``Connection: close`` (see :mod:`clerk_gateway.edge.keepalive`):
+    its body was not read and is too large, of unknown length or held back for ``100 Continue`` —
+    or it is arriving so slowly that the body deadline ran out, so draining it would be no better."""
+    if scope.get(BODY_READ):
+        return False
+    return isinstance(error, RequestTimeoutError) or not refusal_can_keep_connection(scope["headers"])
 
 
 def _content_length(headers: list[Header]) -> int | None:

@@ -7,6 +7,8 @@ the assertions are about what was answered, never about how fast.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
@@ -29,8 +31,11 @@ async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     status, body = 200, b""
-    if scope["path"] == "/refuse":
+    extra: list[tuple[bytes, bytes]] = []
+    if scope["path"] in ("/refuse", "/refuse-close"):
         status, body = 401, b"no"
+        if scope["path"] == "/refuse-close":
+            extra.append((b"connection", b"close"))
     else:
         async def read() -> bytes:
             parts = []
@@ -45,15 +50,15 @@ async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         except GatewayError as error:
             status, _, body = render_error(error, graphql=False)
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-length", str(len(body)).encode()), *extra]})
     await send({"type": "http.response.body", "body": body})
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[int]:
+@contextlib.asynccontextmanager
+async def running_server(limits: EdgeLimits = LIMITS, keep_alive: float = 5) -> AsyncIterator[int]:
     port = free_port()
-    config = uvicorn.Config(app, host=LOCALHOST, port=port, http=edge_http_protocol(LIMITS), lifespan="off",
-                            log_level="warning", timeout_keep_alive=5, timeout_graceful_shutdown=1)
+    config = uvicorn.Config(app, host=LOCALHOST, port=port, http=edge_http_protocol(limits), lifespan="off",
+                            log_level="warning", timeout_keep_alive=keep_alive, timeout_graceful_shutdown=1)
     config.load()
     instance = uvicorn.Server(config)
     instance.lifespan = config.lifespan_class(config)
@@ -62,6 +67,12 @@ async def server() -> AsyncIterator[int]:
         yield port
     finally:
         await instance.shutdown()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[int]:
+    async with running_server() as port:
+        yield port
 
 
 async def read_until_closed(reader: asyncio.StreamReader, deadline: float = 5.0) -> bytes:
@@ -183,3 +194,58 @@ def test_limits_are_validated() -> None:
         EdgeLimits(max_header_bytes=100)
     with pytest.raises(ValueError):
         EdgeLimits(header_timeout=0)
+
+
+async def test_an_answer_before_a_small_body_keeps_the_connection_and_drains_the_body(server: int) -> None:
+    """The refusal goes out while the body is still arriving; the rest is read away and the next
+    request on the same connection is served (the token-refresh retry)."""
+    reader, writer = await asyncio.open_connection(LOCALHOST, server)
+    writer.write(b"POST /refuse HTTP/1.1\r\nHost: gw\r\nContent-Length: 30000\r\n\r\n" + b"y" * 100)
+    assert await read_response(reader) == (401, b"no")
+    for piece in (10_000, 10_000, 9_900):  # the rest of the body, in pieces
+        writer.write(b"y" * piece)
+        await writer.drain()
+        await asyncio.sleep(0.01)
+    writer.write(request(body=b"abc"))
+    assert await read_response(reader) == (200, b"3")
+    writer.close()
+
+
+async def test_an_answer_with_connection_close_before_the_body_is_read_lingers_instead_of_resetting(
+        server: int) -> None:
+    reader, writer = await asyncio.open_connection(LOCALHOST, server)
+    writer.write(b"POST /refuse-close HTTP/1.1\r\nHost: gw\r\nContent-Length: 4000000\r\n\r\n" + b"y" * 300_000)
+    for _ in range(10):  # keep sending after the answer: a plain close would reset the connection
+        writer.write(b"y" * 100_000)
+        await writer.drain()
+    response = await read_until_closed(reader)
+    assert status_of(response) == 401 and response.endswith(b"no")
+    assert b"connection: close" in response.lower()
+    writer.close()
+
+
+async def test_after_a_drain_an_idle_connection_is_still_closed_by_the_keep_alive_timer() -> None:
+    async with running_server(keep_alive=0.5) as port:
+        reader, writer = await asyncio.open_connection(LOCALHOST, port)
+        writer.write(b"POST /refuse HTTP/1.1\r\nHost: gw\r\nContent-Length: 2000\r\n\r\n")
+        assert await read_response(reader) == (401, b"no")
+        writer.write(b"y" * 2000)
+        await writer.drain()
+        started = time.monotonic()
+        assert await read_until_closed(reader, deadline=5) == b""
+        assert time.monotonic() - started < 3  # the keep-alive timer, not the 5 s test deadline
+        writer.close()
+
+
+async def test_a_drain_beyond_its_byte_budget_gives_the_connection_up() -> None:
+    limits = EdgeLimits(max_header_bytes=8 * 1024, header_timeout=0.3, linger_seconds=1.0, linger_bytes=50_000)
+    async with running_server(limits) as port:
+        reader, writer = await asyncio.open_connection(LOCALHOST, port)
+        writer.write(b"POST /refuse HTTP/1.1\r\nHost: gw\r\nContent-Length: 1000000\r\n\r\n")
+        assert await read_response(reader) == (401, b"no")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(10):
+                writer.write(b"y" * 100_000)
+                await writer.drain()
+        assert await read_until_closed(reader) == b""
+        writer.close()

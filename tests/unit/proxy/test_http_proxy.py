@@ -151,3 +151,40 @@ async def test_compressed_body_passes_untouched() -> None:
             raw = b"".join([chunk async for chunk in response.aiter_raw()])
     assert response.headers["content-encoding"] == "gzip"
     assert raw == packed
+
+
+@respx.mock
+@pytest.mark.parametrize(("headers", "closes"), [
+    ({"content-length": "20"}, False),  # small: the server drains it and keeps the connection
+    ({"content-length": "70000"}, True),  # too large to drain (and over the 64-byte limit: 413)
+    ({"transfer-encoding": "chunked"}, True),
+    ({"content-length": "20", "expect": "100-continue"}, True),
+])
+async def test_a_refusal_before_the_body_is_read_announces_a_close_unless_it_can_be_drained(
+        headers: dict[str, str], closes: bool) -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": True}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    app, _ = make_app()
+    scope = {"type": "http", "method": "POST", "path": "/hasura/v1/graphql", "query_string": b"",
+             "headers": [(b"authorization", b"Bearer bad.token.x"),
+                         *((name.encode(), value.encode()) for name, value in headers.items())]}
+    await app(scope, receive, send)
+    assert sent[0]["status"] in (401, 413)
+    assert ((b"connection", b"close") in sent[0]["headers"]) is closes
+
+
+@respx.mock
+async def test_a_refusal_after_the_body_was_read_keeps_the_connection() -> None:
+    app, _ = make_app()
+    async with client(app) as c:
+        response = await c.post("/hasura/v1/graphql", content=b"{}",
+                                headers={"authorization": f"Bearer {GOOD}", "x-hasura-role": "admin",
+                                         "transfer-encoding": "chunked"})
+    assert response.status_code == 403
+    assert "connection" not in response.headers
