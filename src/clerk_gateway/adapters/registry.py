@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from clerk_gateway.settings.complex_values import problem_message
 from clerk_gateway.settings.problems import Problems
 
 from .base import Adapter, BackendSettings
@@ -67,7 +68,7 @@ def build_backend_settings(raw: Mapping[str, Any], problems: Problems) -> dict[s
             for item in exc.errors():
                 path = "__".join(str(part).upper() for part in item["loc"])
                 where = f"{prefix}__{path}" if path else prefix
-                problems.add(where, item["msg"].removeprefix("Value error, "))
+                problems.add(where, problem_message(item))
     return result
 
 

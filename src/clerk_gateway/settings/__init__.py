@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import ValidationError
 
 from .clerk import ClerkConfig, ClerkSettings, resolve_clerk
+from .complex_values import problem_message
 from .gateway import GatewaySettings
 from .graphql_limits import GraphQLLimitSettings
 from .problems import Problems, SettingsError
@@ -35,12 +37,16 @@ class Settings:
 def _model_problems(prefix: str, error: ValidationError, problems: Problems) -> None:
     for item in error.errors():
         path = "__".join(str(part).upper() for part in item["loc"])
-        problems.add(f"{prefix}{path}", item["msg"])
+        problems.add(f"{prefix}{path}", problem_message(item))
 
 
 def _validate(model: type[Any], values: dict[str, Any], prefix: str, problems: Problems) -> Any:
     """Build the model; a field that fails is reported and replaced by its default, so that the
-    remaining fields (and everything that depends on them) are still checked in the same run."""
+    remaining fields (and everything that depends on them) are still checked in the same run.
+
+    A dict default goes in read-only (a mapping, not a ``dict``): pydantic-settings deep-merges a ``dict``
+    given here with the environment's, so a bad nested ``GATEWAY_BACKENDS__X`` would survive the
+    substitution and fail again on every attempt; any other value replaces the environment's whole."""
     values = dict(values)
     for _ in range(len(model.model_fields) + 1):
         try:
@@ -52,7 +58,8 @@ def _validate(model: type[Any], values: dict[str, Any], prefix: str, problems: P
                 field = model.model_fields.get(name)
                 if field is None:
                     return None
-                values[name] = field.get_default(call_default_factory=True)
+                default = field.get_default(call_default_factory=True)
+                values[name] = MappingProxyType(default) if isinstance(default, dict) else default
     return None
 
 
@@ -100,12 +107,14 @@ def load_settings(
     clerk = resolve_clerk(clerk_settings, problems) if clerk_settings is not None else None
     backends: Mapping[str, Any] = {}
     if gateway_settings is not None:
+        # a GATEWAY_BACKENDS already reported as malformed is not also "missing" or "without the default"
+        backends_malformed = problems.names("GATEWAY_BACKENDS")
         backends = build_backend_settings(gateway_settings.backends, problems)
-        if not gateway_settings.backends:
+        if not gateway_settings.backends and not backends_malformed:
             problems.add("GATEWAY_BACKENDS", "no backend configured: set GATEWAY_BACKENDS to "
                          '{"hasura": {"url": "http://hasura:8080", "auth_mode": "admin_secret", …}}')
         default = gateway_settings.default_backend
-        if default and default not in gateway_settings.backends:
+        if default and default not in gateway_settings.backends and not backends_malformed:
             problems.add("GATEWAY_DEFAULT_BACKEND", f"'{default}' is not one of GATEWAY_BACKENDS")
         if "*" in gateway_settings.cors_origins:
             problems.add("GATEWAY_CORS_ORIGINS", "'*' is refused because credentials are allowed; "

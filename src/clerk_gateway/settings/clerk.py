@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from .complex_values import SettingsBase, split_list
 from .problems import Problems
 from .publishable_key import (
     PublishableKeyError,
@@ -18,14 +19,7 @@ from .publishable_key import (
 )
 
 
-def split_commas(value: object) -> object:
-    """Comma-separated variables arrive as one string; lists from a config file pass as they are."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
-class ClerkSettings(BaseSettings):
+class ClerkSettings(SettingsBase):
     model_config = SettingsConfigDict(env_prefix="CLERK_", env_file=".env", extra="ignore")
 
     publishable_key: str | None = None
@@ -41,7 +35,7 @@ class ClerkSettings(BaseSettings):
     jwks_cooldown_seconds: float = Field(default=10, ge=0, le=3600)
     jwks_max_stale_seconds: float = Field(default=86400, ge=0)
 
-    _split = field_validator("authorized_parties", mode="before")(split_commas)
+    _split = field_validator("authorized_parties", mode="before")(split_list)
 
 
 @dataclass(frozen=True, slots=True)

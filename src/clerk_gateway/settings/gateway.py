@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-from .clerk import split_commas
+from .complex_values import SettingsBase, split_list
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(SettingsBase):
     model_config = SettingsConfigDict(
         env_prefix="GATEWAY_", env_file=".env", env_nested_delimiter="__", extra="ignore"
     )
@@ -36,7 +36,7 @@ class GatewaySettings(BaseSettings):
     issuer: str = "clerk-gateway"
     config_file: str | None = None
 
-    _split = field_validator("cors_origins", "signing_key_files", mode="before")(split_commas)
+    _split = field_validator("cors_origins", "signing_key_files", mode="before")(split_list)
 
     @field_validator("log_level", "log_format", "upstream_client", mode="before")
     @classmethod

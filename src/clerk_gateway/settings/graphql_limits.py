@@ -17,12 +17,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-from .clerk import split_commas
+from .complex_values import SettingsBase, split_list
 
 
-class GraphQLLimitSettings(BaseSettings):
+class GraphQLLimitSettings(SettingsBase):
     """Limits applied to every GraphQL route of every backend (POST bodies, batches, GET queries)."""
 
     model_config = SettingsConfigDict(env_prefix="GATEWAY_GRAPHQL_", env_file=".env", extra="ignore",
@@ -62,4 +62,4 @@ class GraphQLLimitSettings(BaseSettings):
     cache_size: int = Field(default=1024, ge=0)
     """Analysed documents remembered (LRU, by digest of the text); ``0`` analyses every request."""
 
-    _split = field_validator("introspection_roles", mode="before")(split_commas)
+    _split = field_validator("introspection_roles", mode="before")(split_list)

@@ -16,7 +16,13 @@ class Problems:
         self.items: list[tuple[str, str]] = []
 
     def add(self, variable: str, message: str) -> None:
-        self.items.append((variable, message))
+        """Record a problem once: the loader's retries may meet the same one again."""
+        if (variable, message) not in self.items:
+            self.items.append((variable, message))
+
+    def names(self, variable: str) -> bool:
+        """Whether a problem names ``variable`` or one of its nested ``variable__…`` variables."""
+        return any(name == variable or name.startswith(f"{variable}__") for name, _ in self.items)
 
     def raise_if_any(self) -> None:
         if self.items:

@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from .complex_values import SettingsBase
 from .problems import Problems
 
 __all__ = ["RateLimitSettings", "check_rate_limit"]
@@ -23,7 +24,7 @@ __all__ = ["RateLimitSettings", "check_rate_limit"]
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-class RateLimitSettings(BaseSettings):
+class RateLimitSettings(SettingsBase):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_RATE_LIMIT_", env_file=".env", extra="ignore")
 
     enabled: bool = True

@@ -44,5 +44,8 @@ def read_config_file(path: str | None = None) -> dict[str, Any]:
         raise ConfigFileError(f"{name} must hold a mapping with 'clerk' and 'gateway' sections")
     unknown = set(data) - {"clerk", "gateway", "graphql", "rate_limit"}
     if unknown:
-        raise ConfigFileError(f"{name} has unknown sections: {', '.join(sorted(unknown))}")
+        raise ConfigFileError(f"{name} has unknown sections: {', '.join(sorted(map(str, unknown)))}")
+    for section, content in data.items():
+        if content is not None and not (isinstance(content, dict) and all(isinstance(k, str) for k in content)):
+            raise ConfigFileError(f"{name}: the '{section}' section must be a mapping of setting names to values")
     return data
