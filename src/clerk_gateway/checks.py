@@ -16,7 +16,7 @@ def _statuses(keys: Any) -> list[Any]:
     return status if isinstance(status, list) else [status]
 
 
-async def _wait_for_keys(runtime: Runtime, timeout: float = 8.0) -> None:
+async def wait_for_keys(runtime: Runtime, timeout: float = 8.0) -> None:
     await runtime.start()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -29,7 +29,7 @@ async def run_check(settings: Settings) -> int:
     runtime = Runtime.build(settings)
     problems = 0
     try:
-        await _wait_for_keys(runtime)
+        await wait_for_keys(runtime)
         print(f"issuer: {settings.clerk.issuer}")
         for status in _statuses(runtime.keys):
             ok = status.loaded and status.key_count > 0
@@ -46,19 +46,9 @@ async def run_check(settings: Settings) -> int:
     return 0 if problems == 0 else 1
 
 
-async def run_inspect(settings: Settings, token: str) -> int:
-    runtime = Runtime.build(settings)
-    try:
-        await _wait_for_keys(runtime)
-        checks = await runtime.verifier.explain(token)
-    finally:
-        await runtime.aclose()
-    for check in checks:
-        print(f"[{'ok' if check.passed else 'FAIL'}] {check.name}: {check.detail}")
-    accepted = bool(checks) and all(check.passed for check in checks)
-    print("accepted" if accepted else "rejected")
-    if accepted:
-        kinds = {name: sorted(kind.value for kind in adapter.accepted_kinds)
-                 for name, adapter in runtime.adapters.items()}
-        print(f"backends and the token kinds they accept: {kinds}")
-    return 0 if accepted else 1
+async def run_inspect(settings: Settings, token: str, *, as_json: bool = False) -> int:
+    """``inspect`` with complete settings; the logic lives in :mod:`clerk_gateway.inspection`,
+    which also covers incomplete settings, so both modes share one decoder and one report."""
+    from clerk_gateway.inspection import inspect_with_settings, print_report
+
+    return print_report(await inspect_with_settings(settings, token), as_json=as_json)

@@ -81,14 +81,41 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    """Inspect works without complete settings too: that is when "why is my token refused?" is asked."""
     from clerk_gateway.checks import run_inspect
+    from clerk_gateway.inspection import inspect_without_settings, print_report
 
     from_stdin = args.token == "-"  # noqa: S105 - "-" means standard input, not a password
-    text = sys.stdin.read().strip() if from_stdin else args.token
-    settings = _load_or_report()
-    if settings is None:
-        return 2
-    return asyncio.run(run_inspect(settings, text))
+    text = sys.stdin.read() if from_stdin else args.token
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        return print_report(inspect_without_settings(text, error.problems), as_json=args.json)
+    return asyncio.run(run_inspect(settings, text, as_json=args.json))
+
+
+INSPECT_HELP = """\
+Decode a token (header and claims; never the signature) and explain, check by check, whether
+the settings accept it. The token may be given as 'Bearer <token>', or as - to read it from
+standard input.
+
+With complete settings the keys are loaded and the gateway's own verifier runs every check.
+Without them (while setting up) every check that needs no key or backend still runs: token
+format, header policy, claim types, validity period (with CLERK_CLOCK_SKEW_SECONDS or the
+default 5 s), session status, token class, and the issuer and authorized party when
+CLERK_ISSUER/CLERK_PUBLISHABLE_KEY and CLERK_AUTHORIZED_PARTIES are set. Each check that could
+not run is listed with the setting that would let it run.
+
+exit status:
+  complete settings:    0 the settings accept the token, 1 they refuse it
+  incomplete settings:  0 every check that could run passed, 1 one of them failed
+  undecodable token:    1, with one line on standard error naming the reason
+
+--json prints one JSON object instead (format 1): header, claims, kind, details, times
+(now/iat/nbf/exp as unix, utc and local; exp with seconds_left), checks (name, status
+passed|failed|not-run, detail, setting), settings_problems, backends and accepted
+(true/false, or null when nothing failed but not every check could run).
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,8 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--jwks", action="store_true", help="print the development JWKS instead")
     token.add_argument("--public-pem", action="store_true", help="print the public key (for CLERK_JWT_KEY)")
     token.set_defaults(func=cmd_token)
-    inspect = commands.add_parser("inspect", help="explain whether the settings accept a token")
+    inspect = commands.add_parser("inspect", help="explain whether the settings accept a token",
+                                  description=INSPECT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     inspect.add_argument("token", help="the token, or - to read it from standard input")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
     inspect.set_defaults(func=cmd_inspect)
     return parser
 

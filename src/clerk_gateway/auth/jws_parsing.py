@@ -87,7 +87,7 @@ def parse_jwt(token: str, *, max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
               algorithms: frozenset[str] = SIGNATURE_ALGORITHMS) -> ParsedJwt:
     """:func:`parse_compact_jws` plus the claims: the payload must be a strict JSON object."""
     jws = parse_compact_jws(token, max_token_bytes=max_token_bytes, algorithms=algorithms)
-    return ParsedJwt(jws, _decode_json_object(jws.payload, "payload"))
+    return ParsedJwt(jws, decode_json_object(jws.payload, "payload"))
 
 
 def parse_compact_jws(token: str, *, max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
@@ -104,15 +104,15 @@ def parse_compact_jws(token: str, *, max_token_bytes: int = DEFAULT_MAX_TOKEN_BY
     if len(segments) != 3:
         _malformed("the token is not a JWT (expected three dot-separated parts)")
     header_segment, payload_segment, signature_segment = segments
-    header = _decode_json_object(_decode_segment(header_segment, "header"), "header")
+    header = decode_json_object(decode_segment(header_segment, "header"), "header")
     check_header(header, algorithms)
-    payload = _decode_segment(payload_segment, "payload")
-    signature = _decode_segment(signature_segment, "signature")
+    payload = decode_segment(payload_segment, "payload")
+    signature = decode_segment(signature_segment, "signature")
     signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
     return ParsedJws(token, header, payload, signing_input, signature)
 
 
-def _decode_segment(segment: str, part: str) -> bytes:
+def decode_segment(segment: str, part: str) -> bytes:
     """Decode unpadded base64url, accepting only the one canonical spelling of the bytes."""
     if _SEGMENT.fullmatch(segment) is None or len(segment) % 4 == 1:
         _malformed(f"the token {part} is not base64url without padding")
@@ -125,7 +125,7 @@ def _decode_segment(segment: str, part: str) -> bytes:
     return data
 
 
-def _decode_json_object(data: bytes, part: str) -> dict[str, Any]:
+def decode_json_object(data: bytes, part: str) -> dict[str, Any]:
     try:
         value = json.loads(data.decode("utf-8"), object_pairs_hook=_unique_members,
                            parse_constant=_reject_constant, parse_float=_finite_float)

@@ -175,7 +175,7 @@ def token_kind(header: Mapping[str, Any], claims: Mapping[str, Any]) -> TokenKin
     raise AuthenticationError("token-category-unknown", "the token category ('cat') is not accepted")
 
 
-class _ClaimRules:
+class ClaimRules:
     """The policy's claim checks, each usable on its own (for ``explain``) or in sequence."""
 
     def __init__(self, policy: VerifierPolicy) -> None:
@@ -233,7 +233,7 @@ class _ClaimRules:
         azp = parsed.claims.get("azp")
         if azp is None:
             raise ForbiddenError("azp-missing", "the token names no authorized party ('azp')")
-        if azp not in parties:
+        if not isinstance(azp, str) or azp not in parties:  # a non-string azp is never an allowed origin
             raise ForbiddenError("azp-not-authorized", "the token's authorized party ('azp') is not allowed")
         return f"'{azp}' is authorized"
 
@@ -258,7 +258,7 @@ class TokenVerifier:
         self.policy = policy
         self._cache = cache
         self._clock = clock
-        self._rules = _ClaimRules(policy)
+        self._rules = ClaimRules(policy)
 
     async def verify(self, token: str) -> VerifiedToken:
         """Return the verified token or raise a :class:`GatewayError` (never anything else)."""

@@ -40,7 +40,7 @@ def _model_problems(prefix: str, error: ValidationError, problems: Problems) -> 
         problems.add(f"{prefix}{path}", problem_message(item))
 
 
-def _validate(model: type[Any], values: dict[str, Any], prefix: str, problems: Problems) -> Any:
+def validate_section(model: type[Any], values: dict[str, Any], prefix: str, problems: Problems) -> Any:
     """Build the model; a field that fails is reported and replaced by its default, so that the
     remaining fields (and everything that depends on them) are still checked in the same run.
 
@@ -63,7 +63,7 @@ def _validate(model: type[Any], values: dict[str, Any], prefix: str, problems: P
     return None
 
 
-def _file_defaults(settings_cls: type[Any], section: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+def file_defaults(settings_cls: type[Any], section: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     """Keys from the config file that no environment variable overrides."""
     import os
 
@@ -91,16 +91,16 @@ def load_settings(
         problems.add("GATEWAY_CONFIG_FILE", str(exc))
         file_data = {}
 
-    values = _file_defaults(ClerkSettings, file_data.get("clerk") or {}, "CLERK_")
+    values = file_defaults(ClerkSettings, file_data.get("clerk") or {}, "CLERK_")
     values.update(clerk_overrides or {})
-    clerk_settings = _validate(ClerkSettings, values, "CLERK_", problems)
-    values = _file_defaults(GatewaySettings, file_data.get("gateway") or {}, "GATEWAY_")
+    clerk_settings = validate_section(ClerkSettings, values, "CLERK_", problems)
+    values = file_defaults(GatewaySettings, file_data.get("gateway") or {}, "GATEWAY_")
     values.update(gateway_overrides or {})
-    gateway_settings = _validate(GatewaySettings, values, "GATEWAY_", problems)
-    values = _file_defaults(GraphQLLimitSettings, file_data.get("graphql") or {}, "GATEWAY_GRAPHQL_")
-    graphql_settings = _validate(GraphQLLimitSettings, values, "GATEWAY_GRAPHQL_", problems)
-    values = _file_defaults(RateLimitSettings, file_data.get("rate_limit") or {}, "GATEWAY_RATE_LIMIT_")
-    rate_limit = _validate(RateLimitSettings, values, "GATEWAY_RATE_LIMIT_", problems)
+    gateway_settings = validate_section(GatewaySettings, values, "GATEWAY_", problems)
+    values = file_defaults(GraphQLLimitSettings, file_data.get("graphql") or {}, "GATEWAY_GRAPHQL_")
+    graphql_settings = validate_section(GraphQLLimitSettings, values, "GATEWAY_GRAPHQL_", problems)
+    values = file_defaults(RateLimitSettings, file_data.get("rate_limit") or {}, "GATEWAY_RATE_LIMIT_")
+    rate_limit = validate_section(RateLimitSettings, values, "GATEWAY_RATE_LIMIT_", problems)
     if rate_limit is not None:
         check_rate_limit(rate_limit, problems)
 

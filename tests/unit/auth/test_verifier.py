@@ -493,3 +493,9 @@ async def test_any_signed_content_is_verified_or_refused_cleanly(header: dict[st
         assert token not in exc.message
     else:
         assert isinstance(result, VerifiedToken)
+
+
+async def test_explain_survives_a_list_valued_azp_with_authorized_parties() -> None:
+    """explain() walks every check even after the claim types failed; a list azp must not crash it."""
+    checks = await verifier(PARTIES).explain(RSA.sign(claims(azp=["http://localhost:3000"])))
+    assert any(not check.passed for check in checks)
