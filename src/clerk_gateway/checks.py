@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+from clerk_gateway.ratelimit import describe_rate_limits, failure_limit_off_hint
 from clerk_gateway.readiness import probe_backend
 from clerk_gateway.runtime import Runtime
 from clerk_gateway.settings import Settings
@@ -40,6 +41,8 @@ async def run_check(settings: Settings) -> int:
             health = await probe_backend(runtime.http, adapter)
             problems += not health.reachable
             print(f"[{'ok' if health.reachable else 'FAIL'}] backend {adapter.name}: {health.detail}")
+        print(f"[{'note' if failure_limit_off_hint(settings.rate_limit) else 'ok'}] rate limits: "
+              f"{describe_rate_limits(settings.rate_limit)}")
     finally:
         await runtime.aclose()
     print("all checks passed" if problems == 0 else f"{problems} check(s) failed")

@@ -21,7 +21,12 @@ from clerk_gateway.graphql import GraphQLLimitsGuard
 from clerk_gateway.proxy.guards import RequestGuard
 from clerk_gateway.proxy.http import BackendProxy
 from clerk_gateway.proxy.upstream import UpstreamClient, create_upstream_client
-from clerk_gateway.ratelimit import RateLimitGuard, build_rate_limit_guard
+from clerk_gateway.ratelimit import (
+    RateLimitGuard,
+    build_rate_limit_guard,
+    describe_rate_limits,
+    failure_limit_off_hint,
+)
 from clerk_gateway.settings import Settings
 
 log = logging.getLogger("clerk_gateway.runtime")
@@ -51,6 +56,8 @@ class Runtime:
         upstreams: list[UpstreamClient] = []
         guards: list[RequestGuard] = []
         rate_limit = build_rate_limit_guard(settings.rate_limit)
+        if failure_limit_off_hint(settings.rate_limit) is not None:
+            log.info("rate limits: %s", describe_rate_limits(settings.rate_limit))
         if rate_limit is not None:
             guards.append(rate_limit)  # first: a throttled client costs no GraphQL parse
         if settings.graphql.limits_enabled:

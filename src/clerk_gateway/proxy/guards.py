@@ -41,10 +41,12 @@ class RequestGuard:
     """Base with no-op hooks; a guard overrides the ones it needs."""
 
     async def before_auth(self, context: RequestContext) -> None:
-        """Runs before the token is looked at (e.g. throttling clients that keep failing)."""
+        """Runs before the token is looked at; raising refuses the request whatever its token."""
 
     async def after_auth(self, context: RequestContext) -> None:
         """Runs with the verified token and the whole body (e.g. per-user rate limit, query limits)."""
 
-    async def on_refused(self, context: RequestContext, error: GatewayError) -> None:
-        """Told about every refusal (e.g. to count failed authentications per client address)."""
+    async def on_refused(self, context: RequestContext, error: GatewayError) -> GatewayError | None:
+        """Told about every refusal; may return the error to answer with instead (the per-address
+        failure limit turns a 401 into a 429 once an address has failed too often)."""
+        return None

@@ -93,7 +93,7 @@ class BackendProxy:
         except GatewayError as error:
             if context is not None:
                 for guard in self.guards:
-                    await guard.on_refused(context, error)
+                    error = await guard.on_refused(context, error) or error
             await self._refuse(send, error, route, request_id, close=_must_close(scope, error))
             return
         except ClientDisconnected:

@@ -2,7 +2,11 @@
 
 On by default, with budgets no person at a browser reaches: the per-user limit keeps one runaway
 client (a render loop, a retry storm) from starving the backend for everybody, and the
-auth-failure limit throttles token guessing and forged-token floods. A gateway that lets one
+auth-failure limit slows retry storms of bad tokens and forged-token floods. The auth-failure
+limit is keyed on the client's address, so it runs only where that address can be trusted: a
+``client_ip_header`` a proxy sets, or ``trust_peer_address`` when clients connect directly.
+Behind a load balancer the socket's peer is the balancer, and one bad client would otherwise
+spend everyone's budget. A gateway that lets one
 client exhaust the backend is not one its users can trust; a limit a real user trips is not
 either, hence the generous numbers. Each process keeps its own buckets with the ``memory``
 backend (so N workers allow N times the rate); ``redis`` shares one limit across every worker and
@@ -38,6 +42,7 @@ class RateLimitSettings(SettingsBase):
     redis_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
     memory_max_keys: int = Field(default=100_000, ge=1, le=100_000_000)
     client_ip_header: str | None = None
+    trust_peer_address: bool = False
 
     @field_validator("backend", mode="before")
     @classmethod

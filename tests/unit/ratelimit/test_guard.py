@@ -63,50 +63,76 @@ async def test_user_limit_ignores_the_address() -> None:
         await g.after_auth(context("198.51.100.2", subject="user_1"))
 
 
-async def test_failed_authentications_close_the_door_before_the_token_is_read() -> None:
+def guard_trusting_peer(clock: ManualClock, **kwargs: int) -> RateLimitGuard:
+    g = guard(clock, **kwargs)
+    g.trust_peer_address = True
+    return g
+
+
+async def test_an_address_that_keeps_failing_gets_429_for_its_failures() -> None:
     clock = ManualClock(0.0)
-    g = guard(clock, failure_burst=2)
+    g = guard_trusting_peer(clock, failure_burst=2)
     before = limited("auth-failures")
-    await g.before_auth(context())
-    await g.on_refused(context(), BAD)
-    await g.before_auth(context())
-    await g.on_refused(context(), BAD)
-    with pytest.raises(RateLimitedError) as caught:
-        await g.before_auth(context())
-    assert caught.value.reason == "rate-limited-auth-failures"
-    assert caught.value.headers["retry-after"] == "2"  # 0.5 token per second
+    assert await g.on_refused(context(), BAD) is None
+    assert await g.on_refused(context(), BAD) is None
+    error = await g.on_refused(context(), BAD)
+    assert isinstance(error, RateLimitedError)
+    assert error.reason == "rate-limited-auth-failures"
+    assert error.headers["retry-after"] == "2"  # 0.5 token per second
     assert limited("auth-failures") == before + 1
-    await g.before_auth(context("203.0.113.8"))  # another address is not affected
+    assert await g.on_refused(context("203.0.113.8"), BAD) is None  # another address is not affected
     clock.now += 2.0
-    await g.before_auth(context())
+    assert await g.on_refused(context(), BAD) is None
+
+
+async def test_the_failure_limit_never_refuses_before_the_token_is_verified() -> None:
+    """An address over its failure budget still has good tokens served: nothing is refused
+    before verification, and a verified request never consults the failure budget."""
+    g = guard_trusting_peer(ManualClock(0.0), failure_burst=1)
+    await g.on_refused(context(), BAD)
+    assert isinstance(await g.on_refused(context(), BAD), RateLimitedError)
+    for n in range(5):
+        await g.before_auth(context())
+        await g.after_auth(context(subject=f"user_{n}"))
 
 
 async def test_refusal_by_the_limit_itself_is_not_another_failure() -> None:
     clock = ManualClock(0.0)
-    g = guard(clock, failure_burst=1)
+    g = guard_trusting_peer(clock, failure_burst=1)
     await g.on_refused(context(), BAD)
     for _ in range(5):
-        with pytest.raises(RateLimitedError) as caught:
-            await g.before_auth(context())
-        await g.on_refused(context(), caught.value)
+        error = await g.on_refused(context(), BAD)
+        assert isinstance(error, RateLimitedError)
+        assert await g.on_refused(context(), error) is None  # a 429 is not a failed authentication
     clock.now += 2.0
-    await g.before_auth(context())  # recovered at the normal rate, not pushed back by the 429s
+    assert await g.on_refused(context(), BAD) is None  # recovered at the normal rate, not pushed back
 
 
 @pytest.mark.parametrize("error", [MissingTokenError(), ForbiddenError("role-not-allowed", "no"),
                                    UpstreamUnavailableError("hasura")])
 async def test_only_failed_tokens_count(error: Exception) -> None:
-    g = guard(ManualClock(0.0), failure_burst=1)
+    g = guard_trusting_peer(ManualClock(0.0), failure_burst=1)
     for _ in range(5):
-        await g.on_refused(context(), error)  # type: ignore[arg-type]
-    await g.before_auth(context())
+        assert await g.on_refused(context(), error) is None  # type: ignore[arg-type]
+    assert await g.on_refused(context(), BAD) is None
 
 
 async def test_no_address_no_failure_limit() -> None:
-    g = guard(ManualClock(0.0), failure_burst=1)
+    g = guard_trusting_peer(ManualClock(0.0), failure_burst=1)
     for _ in range(3):
-        await g.on_refused(context(None), BAD)
-        await g.before_auth(context(None))
+        assert await g.on_refused(context(None), BAD) is None
+
+
+async def test_an_untrusted_peer_address_is_never_a_key() -> None:
+    """Without a client-IP header or the explicit opt-in, the peer may be a load balancer that every
+    client shares: the guard keeps no budget for it at all."""
+    g = guard(ManualClock(0.0), failure_burst=1)
+    for _ in range(5):
+        assert await g.on_refused(context("10.0.0.2"), BAD) is None
+    # With the header configured, a request lacking it is not charged to the proxy's address either.
+    g = guard(ManualClock(0.0), failure_burst=1, header="x-forwarded-for")
+    for _ in range(5):
+        assert await g.on_refused(context("10.0.0.2"), BAD) is None
 
 
 async def test_disabled_limits_do_nothing() -> None:
@@ -127,7 +153,7 @@ async def test_after_auth_without_token_is_a_no_op() -> None:
 async def test_keys_never_hold_the_token() -> None:
     users = MemoryBucketStore(Rate(1, 5))
     failures = MemoryBucketStore(Rate(1, 5))
-    g = RateLimitGuard(users, failures)
+    g = RateLimitGuard(users, failures, trust_peer_address=True)
     ctx = context(subject="user_1", headers=[(b"authorization", f"Bearer {SECRET_TOKEN}".encode())])
     await g.after_auth(ctx)
     await g.on_refused(ctx, BAD)
@@ -153,17 +179,18 @@ def test_client_ip_header_uses_the_entry_the_proxy_appended() -> None:
     two_lines = context("10.0.0.2", headers=[(header, b"1.2.3.4"), (header, b"198.51.100.9")])
     assert client_address(two_lines, header) == "198.51.100.9"
     assert client_address(context("10.0.0.2", headers=[(header, b"not-an-ip")]), header) == "10.0.0.2"
+    assert client_address(context("10.0.0.2", headers=[(header, b"not-an-ip")]), header, trust_peer=False) is None
     assert client_address(context("10.0.0.2"), header) == "10.0.0.2"
+    assert client_address(context("10.0.0.2"), header, trust_peer=False) is None
     assert client_address(context("10.0.0.2", headers=[(header, b" 2001:db8::1 ")]), header) == "2001:db8::/64"
 
 
 async def test_guard_reads_the_configured_header() -> None:
     g = guard(ManualClock(0.0), failure_burst=1, header="X-Real-IP")
     behind_proxy = [(b"x-real-ip", b"198.51.100.20")]
-    await g.on_refused(context("10.0.0.2", headers=behind_proxy), BAD)
-    with pytest.raises(RateLimitedError):
-        await g.before_auth(context("10.0.0.2", headers=behind_proxy))
-    await g.before_auth(context("10.0.0.2", headers=[(b"x-real-ip", b"198.51.100.21")]))
+    assert await g.on_refused(context("10.0.0.2", headers=behind_proxy), BAD) is None
+    assert isinstance(await g.on_refused(context("10.0.0.2", headers=behind_proxy), BAD), RateLimitedError)
+    assert await g.on_refused(context("10.0.0.2", headers=[(b"x-real-ip", b"198.51.100.21")]), BAD) is None
 
 
 def test_429_renders_in_both_contract_shapes() -> None:

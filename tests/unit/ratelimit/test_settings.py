@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from clerk_gateway.ratelimit import MemoryBucketStore, RateLimitGuard, build_rate_limit_guard
+from clerk_gateway.ratelimit import (
+    FAILURE_LIMIT_OFF_HINT,
+    MemoryBucketStore,
+    RateLimitGuard,
+    build_rate_limit_guard,
+    describe_rate_limits,
+    failure_limit_off_hint,
+)
 from clerk_gateway.ratelimit.redis_store import RedisBucketStore, redis_location
 from clerk_gateway.settings.problems import Problems
 from clerk_gateway.settings.ratelimit import RateLimitSettings, check_rate_limit
@@ -27,9 +34,28 @@ def test_defaults_are_on_and_generous() -> None:
     assert settings.enabled and settings.backend == "memory"
     assert settings.per_user_rate == 20 and settings.per_user_burst == 200
     assert settings.auth_failures_rate == 1 and settings.auth_failures_burst == 100
+    assert not settings.trust_peer_address and settings.client_ip_header is None
     guard = build_rate_limit_guard(settings)
     assert isinstance(guard, RateLimitGuard)
-    assert isinstance(guard.users, MemoryBucketStore) and isinstance(guard.failures, MemoryBucketStore)
+    # The per-address failure limit needs an address it can trust, so by default it is off.
+    assert isinstance(guard.users, MemoryBucketStore) and guard.failures is None
+    assert failure_limit_off_hint(settings) == FAILURE_LIMIT_OFF_HINT
+    assert "GATEWAY_RATE_LIMIT_CLIENT_IP_HEADER" in FAILURE_LIMIT_OFF_HINT
+    assert "GATEWAY_RATE_LIMIT_TRUST_PEER_ADDRESS" in FAILURE_LIMIT_OFF_HINT
+
+
+@pytest.mark.parametrize("trusted", [{"client_ip_header": "x-forwarded-for"}, {"trust_peer_address": True}])
+def test_the_failure_limit_runs_once_the_address_can_be_trusted(trusted: dict[str, object]) -> None:
+    settings = RateLimitSettings(**trusted)  # type: ignore[arg-type]
+    guard = build_rate_limit_guard(settings)
+    assert guard is not None and isinstance(guard.failures, MemoryBucketStore)
+    assert failure_limit_off_hint(settings) is None
+    assert "keyed on" in describe_rate_limits(settings)
+
+
+def test_a_failure_limit_turned_off_on_purpose_gives_no_hint() -> None:
+    assert failure_limit_off_hint(RateLimitSettings(auth_failures_rate=0)) is None
+    assert failure_limit_off_hint(RateLimitSettings(enabled=False)) is None
 
 
 def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,13 +73,14 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_disabled_or_all_zero_rates_build_no_guard() -> None:
     assert build_rate_limit_guard(RateLimitSettings(enabled=False)) is None
     assert build_rate_limit_guard(RateLimitSettings(per_user_rate=0, auth_failures_rate=0)) is None
-    guard = build_rate_limit_guard(RateLimitSettings(per_user_rate=0))
+    assert build_rate_limit_guard(RateLimitSettings(per_user_rate=0)) is None  # no trusted address
+    guard = build_rate_limit_guard(RateLimitSettings(per_user_rate=0, trust_peer_address=True))
     assert guard is not None and guard.users is None and guard.failures is not None
 
 
 async def test_redis_backend_builds_stores_without_connecting() -> None:
     guard = build_rate_limit_guard(RateLimitSettings(backend="redis", redis_url="redis://127.0.0.1:1/0",
-                                                     redis_key_prefix="gw:"))
+                                                     redis_key_prefix="gw:", client_ip_header="x-real-ip"))
     assert guard is not None
     assert isinstance(guard.users, RedisBucketStore) and isinstance(guard.failures, RedisBucketStore)
     assert guard.users.connection is guard.failures.connection
