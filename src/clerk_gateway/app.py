@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from clerk_gateway.auth.minting import JWKS_PATH, GatewayMinter
 from clerk_gateway.edge.cors import CorsMiddleware
 from clerk_gateway.edge.keepalive import CONNECTION_CLOSE, refusal_can_keep_connection
 from clerk_gateway.errors import NotFoundError
@@ -46,6 +47,15 @@ def build_ops_app(runtime: Runtime) -> FastAPI:
         ready, body = await readiness.report()
         return JSONResponse(body, status_code=200 if ready else 503)
 
+    minter = runtime.services.minter
+    if isinstance(minter, GatewayMinter):  # only when a backend mints: the public half of the gateway's keys
+
+        @app.get(JWKS_PATH)
+        async def jwks() -> Response:
+            assert isinstance(minter, GatewayMinter)
+            return Response(minter.jwks_body, media_type="application/json",
+                            headers={"cache-control": minter.jwks_cache_control.decode()})
+
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
@@ -68,6 +78,7 @@ class GatewayApp:
         self.proxies: dict[str, BackendProxy] = runtime.proxies
         default = runtime.settings.gateway.default_backend
         self.default_proxy = runtime.proxies.get(default) if default else None
+        self.root_paths = self.default_proxy.adapter.root_paths if self.default_proxy else frozenset()
         self._entry = CorsMiddleware(self._dispatch, runtime.settings.gateway.cors_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -85,9 +96,13 @@ class GatewayApp:
             if proxy is not None:
                 await proxy.handle(scope, receive, send, path[end:] if end > 0 else "/")
                 return
-            if path == "/graphql" and self.default_proxy is not None:
-                await self.default_proxy.handle(scope, receive, send, "/v1/graphql")
-                return
+            if self.default_proxy is not None:
+                if path == "/graphql":
+                    await self.default_proxy.handle(scope, receive, send, "/v1/graphql")
+                    return
+                if path in self.root_paths:
+                    await self.default_proxy.handle(scope, receive, send, path)
+                    return
             if not refusal_can_keep_connection(scope["headers"]):
                 send = _announcing_close(send)  # the ops routes never read a request body
             await self.ops(scope, receive, send)

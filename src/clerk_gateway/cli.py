@@ -32,6 +32,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     gateway = settings.gateway
+    if any(getattr(backend, "auth_mode", None) == "mint" for backend in settings.backends.values()):
+        from clerk_gateway.auth.minting import prepare_signing_keys
+
+        problem = prepare_signing_keys(gateway)
+        if problem is not None:
+            print(f"clerk-gateway: the settings have problems:\n  {problem}", file=sys.stderr)
+            return 2
     configure_logging(gateway.log_level, gateway.log_format)
     uvicorn.run(
         "clerk_gateway.app:create_app", factory=True,

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from clerk_gateway.adapters.base import Adapter
+from clerk_gateway.adapters.base import Adapter, AdapterServices
 from clerk_gateway.adapters.registry import create_adapter
 from clerk_gateway.auth.keys import build_key_provider
 from clerk_gateway.auth.token_cache import VerifiedTokenCache
@@ -32,6 +32,24 @@ from clerk_gateway.settings import Settings
 log = logging.getLogger("clerk_gateway.runtime")
 
 
+def build_adapter_services(settings: Settings, http: httpx.AsyncClient) -> AdapterServices:
+    """The ``mint`` signer and the ``exchange`` client, each built only when a backend uses it
+    (the settings loader already refused a mint backend without a signing key file and an
+    exchange backend without ``CLERK_SECRET_KEY``)."""
+    modes = {getattr(backend, "auth_mode", None) for backend in settings.backends.values()}
+    minter = exchanger = None
+    if "mint" in modes:
+        from clerk_gateway.auth.minting import build_minter
+
+        minter = build_minter(settings.gateway)
+    if "exchange" in modes:
+        from clerk_gateway.auth.exchange import ClerkTokenExchange
+
+        assert settings.clerk.secret_key is not None
+        exchanger = ClerkTokenExchange(http, settings.clerk.secret_key, api_url=settings.clerk.api_url)
+    return AdapterServices(minter=minter, exchanger=exchanger)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -42,6 +60,7 @@ class Runtime:
     proxies: dict[str, BackendProxy]
     upstreams: list[UpstreamClient] = field(default_factory=list)
     rate_limit: RateLimitGuard | None = None
+    services: AdapterServices = field(default_factory=AdapterServices)
 
     @classmethod
     def build(cls, settings: Settings, *, http: httpx.AsyncClient | None = None) -> Runtime:
@@ -62,8 +81,9 @@ class Runtime:
             guards.append(rate_limit)  # first: a throttled client costs no GraphQL parse
         if settings.graphql.limits_enabled:
             guards.append(GraphQLLimitsGuard(settings.graphql))  # one guard: one parse cache for all backends
+        services = build_adapter_services(settings, client)
         for name, backend in settings.backends.items():
-            adapter = create_adapter(name, backend)
+            adapter = create_adapter(name, backend, services)
             upstream = create_upstream_client(settings.gateway.upstream_client, backend.max_connections)
             adapters[name] = adapter
             upstreams.append(upstream)
@@ -74,13 +94,17 @@ class Runtime:
                 access_log=settings.gateway.access_log, guards=guards,
                 body_timeout=settings.gateway.client_body_timeout_seconds or None,
             )
-        return cls(settings, client, keys, verifier, adapters, proxies, upstreams, rate_limit)
+        return cls(settings, client, keys, verifier, adapters, proxies, upstreams, rate_limit, services)
 
     async def start(self) -> None:
         await self.keys.start()
 
     async def aclose(self) -> None:
         await self.keys.aclose()
+        for service in (self.services.minter, self.services.exchanger):
+            close = getattr(service, "aclose", None)
+            if close is not None:
+                await close()
         for adapter in self.adapters.values():
             await adapter.aclose()
         for upstream in self.upstreams:

@@ -78,7 +78,9 @@ class GatewayProcess:
             "GATEWAY_HOST": LOCALHOST,
             "GATEWAY_PORT": str(self.port),
             "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": os.pathsep.join(p for p in (str(_SRC), os.environ.get("PYTHONPATH", "")) if p),
+            # the checkout's src first; then what the test added (an installed plug-in), then the caller's
+            "PYTHONPATH": os.pathsep.join(p for p in (str(_SRC), env.get("PYTHONPATH", ""),
+                                                      os.environ.get("PYTHONPATH", "")) if p),
             "NO_PROXY": "*",
         })
         for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):

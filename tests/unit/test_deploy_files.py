@@ -70,3 +70,28 @@ def test_dockerfile_runs_serve_as_an_unprivileged_user_with_a_health_check() -> 
     assert re.search(r"^USER (?!root)\w+", text, re.M)
     assert "HEALTHCHECK" in text and "/healthz" in text
     assert "GATEWAY_HOST=0.0.0.0" in text
+
+
+def test_the_mint_override_matches_hasuras_jwt_secret_to_the_gateways_jwks(monkeypatch: pytest.MonkeyPatch,
+                                                                           tmp_path: Path) -> None:
+    base = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    override = yaml.safe_load((ROOT / "docker-compose.mint.yml").read_text())
+    secret = json.loads(override["services"]["hasura"]["environment"]["HASURA_GRAPHQL_JWT_SECRET"])
+    gateway_env = {k: _interpolate(str(v)) for k, v in {**base["gateway"]["environment"],
+                                                         **override["services"]["gateway"]["environment"]}.items()}
+    backends = json.loads(gateway_env["GATEWAY_BACKENDS"])
+    assert backends["hasura"]["auth_mode"] == "mint"
+    assert secret["jwk_url"] == f"http://gateway:{gateway_env['GATEWAY_PORT']}/.well-known/jwks.json"
+    assert secret["issuer"] == gateway_env["GATEWAY_ISSUER"]
+    assert secret["audience"] == "hasura"  # the minted aud defaults to the backend's name
+    key_dir = gateway_env["GATEWAY_SIGNING_KEY_FILE"].rsplit("/", 1)[0]
+    assert any(volume.endswith(":" + key_dir) for volume in override["services"]["gateway"]["volumes"])
+    assert set(override["volumes"]) == {"gateway-keys"}
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in __import__("os").environ if n.startswith(("CLERK_", "GATEWAY_"))]:
+        monkeypatch.delenv(name)
+    for name, value in gateway_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CLERK_PUBLISHABLE_KEY", "pk_test_ZGl2aW5lLWZveGhvdW5kLTIyLmNsZXJrLmFjY291bnRzLmRldiQ=")
+    settings = load_settings()
+    assert settings.gateway.signing_key_file == "/var/lib/clerk-gateway/signing-key.pem"

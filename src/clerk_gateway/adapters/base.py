@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from clerk_gateway.auth.model import TokenKind, VerifiedToken
+from clerk_gateway.auth.upstream_tokens import TokenExchanger, TokenMinter
 from clerk_gateway.errors import GatewayError
 
 Header = tuple[bytes, bytes]
@@ -39,6 +40,9 @@ class Route:
     upstream_url: str
     graphql: bool = True
     streaming: bool = False
+    #: End the response when the verified token expires (a long-lived stream must not outlive the
+    #: identity it was opened with); see :meth:`Adapter.stream_expired_ending`.
+    ends_at_token_expiry: bool = False
 
 
 @dataclass(slots=True)
@@ -61,6 +65,21 @@ class IncomingRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class AdapterServices:
+    """The stateful collaborators the runtime builds once and hands to every adapter that needs
+    them (see :meth:`Adapter.services_needed`): the ``mint`` signer and the ``exchange`` client.
+    An adapter uses them; it never signs, reads key files or calls Clerk itself."""
+
+    minter: TokenMinter | None = None
+    exchanger: TokenExchanger | None = None
+
+
+#: Names for :meth:`Adapter.services_needed`.
+MINTER = "minter"
+EXCHANGER = "exchanger"
+
+
+@dataclass(frozen=True, slots=True)
 class HeaderPolicy:
     """Which client headers never go upstream, applied by the proxy in one pass."""
 
@@ -73,6 +92,10 @@ class Adapter(ABC):
 
     settings_model: ClassVar[type[BackendSettings]] = BackendSettings
     header_policy: ClassVar[HeaderPolicy] = HeaderPolicy()
+    #: Paths this backend also serves at the gateway's root when it is ``GATEWAY_DEFAULT_BACKEND``,
+    #: for clients that cannot be given a path prefix (Fauna's JavaScript driver resolves
+    #: ``/query/1`` against the endpoint's origin, dropping ``/<name>``).
+    root_paths: ClassVar[frozenset[str]] = frozenset()
     default_token_kinds: ClassVar[frozenset[TokenKind]] = frozenset({TokenKind.SESSION})
 
     def __init__(self, name: str, settings: BackendSettings) -> None:
@@ -82,6 +105,13 @@ class Adapter(ABC):
         self.accepted_kinds: frozenset[TokenKind] = (
             frozenset(kinds) if kinds is not None else self.default_token_kinds
         )
+        #: Set by the registry right after construction (:func:`~clerk_gateway.adapters.registry.create_adapter`).
+        self.services = AdapterServices()
+
+    def services_needed(self) -> frozenset[str]:
+        """Which of :class:`AdapterServices` this backend uses (:data:`MINTER`, :data:`EXCHANGER`),
+        so that the runtime builds only what is used and start-up fails when one cannot be built."""
+        return frozenset()
 
     @property
     def timeout_seconds(self) -> float:
@@ -110,6 +140,14 @@ class Adapter(ABC):
         from clerk_gateway.proxy.responses import render_error
 
         return render_error(error, graphql=route.graphql if route else False)
+
+    def stream_expired_ending(self, route: Route, last_chunk: bytes) -> bytes | None:
+        """The bytes that end a response on a route with ``ends_at_token_expiry`` when its token
+        expires, after which the body is completed; ``None`` cuts the connection instead. The
+        default cuts: for a body format the gateway does not know, a truncation the client sees is
+        safer than a body that looks complete. ``last_chunk`` is the last piece relayed, so an
+        adapter can tell whether the body stands at a message boundary."""
+        return None
 
     async def aclose(self) -> None:
         """Release what the adapter holds (token caches, API clients)."""

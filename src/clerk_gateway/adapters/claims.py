@@ -31,20 +31,39 @@ class ClaimsError(AuthenticationError):
 
 @dataclass(frozen=True, slots=True)
 class HasuraIdentity:
+    """Who the request runs as in Hasura: the roles it may use and its session variables.
+
+    ``withheld_roles`` are roles the backend would otherwise allow but this token may not use
+    (roles reserved by ``org_roles`` for other organization roles, see
+    :mod:`~clerk_gateway.adapters.orgs`); they are already left out of ``allowed_roles`` and only
+    make the refusal say why.
+    """
+
     default_role: str
     allowed_roles: tuple[str, ...]
     session_variables: tuple[tuple[str, str], ...]  # lower-case names, excluding the role claims
+    withheld_roles: frozenset[str] = frozenset()
     header_bytes: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         encoded = tuple((name.encode(), value.encode()) for name, value in self.session_variables)
         object.__setattr__(self, "header_bytes", encoded)
 
+    def as_claims(self) -> dict[str, Any]:
+        """The identity as the Hasura claims namespace of a minted token (Hasura's own rules:
+        ``x-hasura-default-role``, a non-empty ``x-hasura-allowed-roles``, the session variables)."""
+        claims: dict[str, Any] = {DEFAULT_ROLE: self.default_role, ALLOWED_ROLES: list(self.allowed_roles)}
+        claims.update(self.session_variables)
+        return claims
+
     def select_role(self, requested: str | None) -> str:
         """The role for this request: the requested one when allowed, else the default."""
         if requested is None:
             return self.default_role
         if requested not in self.allowed_roles:
+            if requested in self.withheld_roles:
+                raise ForbiddenError("role-reserved", f"the role '{requested}' is reserved for members "
+                                     "whose organization role maps to it")
             raise ForbiddenError("role-not-allowed", "Your requested role is not in allowed roles")
         return requested
 

@@ -13,13 +13,13 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from clerk_gateway.auth.model import TokenKind, VerifiedToken
-from clerk_gateway.errors import MethodNotAllowedError, NotFoundError
+from clerk_gateway.errors import AuthenticationError, GatewayError, MethodNotAllowedError, NotFoundError
 
-from .base import Adapter, BackendSettings, Header, HeaderPolicy, IncomingRequest, Route
+from .base import EXCHANGER, MINTER, Adapter, BackendSettings, Header, HeaderPolicy, IncomingRequest, Route
 from .claims import HasuraIdentity, identity_from_map, identity_from_namespace
+from .orgs import OrgPolicy, bare_org_role
 
 AuthMode = Literal["forward", "admin_secret", "mint", "exchange"]
-_LATER_MODES = {"mint", "exchange"}
 _IDENTITY_CACHE_SIZE = 4096
 
 
@@ -42,10 +42,16 @@ class HasuraSettings(BackendSettings):
     default_role: str = "user"
     allowed_roles: list[str] | None = None
     expose_rest: bool = False
+    audience: str | None = None  # mint: the minted aud (default: the backend's name)
+    token_lifetime_seconds: int = Field(default=60, ge=10, le=3600)  # mint
+    template: str | None = None  # exchange: the Clerk JWT template's name
+    org_claims: bool = True  # x-hasura-org-id/-slug/-role from the active organization (o)
+    org_permissions: bool = False  # also x-hasura-org-permissions from o.per
+    org_roles: dict[str, str] = Field(default_factory=dict)  # org role -> Hasura role (then reserved)
 
     _lists = field_validator("allowed_roles", "token_kinds", mode="before")(_list_from_text)
 
-    @field_validator("claims_map", mode="before")
+    @field_validator("claims_map", "org_roles", mode="before")
     @classmethod
     def _map_from_text(cls, value: object) -> object:
         return json.loads(value) if isinstance(value, str) else value
@@ -59,9 +65,8 @@ class HasuraSettings(BackendSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> HasuraSettings:
-        if self.auth_mode in _LATER_MODES:
-            raise ValueError(f"auth_mode '{self.auth_mode}' is not available in this version; "
-                             "use 'forward' or 'admin_secret'")
+        if self.auth_mode == "exchange" and not self.template:
+            raise ValueError("auth_mode 'exchange' needs template (the name of the Clerk JWT template)")
         if self.auth_mode == "admin_secret" and not self.admin_secret:
             raise ValueError("auth_mode 'admin_secret' needs admin_secret")
         roles = self.roles()
@@ -70,7 +75,28 @@ class HasuraSettings(BackendSettings):
         for name in self.claims_map:
             if not name.lower().startswith("x-hasura-") or name != name.lower():
                 raise ValueError(f"claims_map key '{name}' must be a lower-case x-hasura-* name")
+        self._check_orgs(roles)
         return self
+
+    def _check_orgs(self, roles: tuple[str, ...]) -> None:
+        """``org_roles`` may only pick among the allowed roles, and the default role cannot be
+        reserved (every token without that organization role would be left without one)."""
+        if self.org_permissions and not self.org_claims:
+            raise ValueError("org_permissions needs org_claims (it is an organization variable too)")
+        seen: dict[str, str] = {}
+        for org_role, role in self.org_roles.items():
+            bare = bare_org_role(org_role)
+            if not bare or not role:
+                raise ValueError("org_roles entries map a non-empty organization role to a non-empty role")
+            if seen.get(bare, role) != role:
+                raise ValueError(f"org_roles lists the organization role '{bare}' twice (with and without "
+                                 "'org:') with different roles")
+            seen[bare] = role
+            if role not in roles:
+                raise ValueError(f"org_roles maps '{org_role}' to '{role}', which is not in allowed_roles")
+        if self.default_role in seen.values():
+            raise ValueError(f"default_role '{self.default_role}' is mapped to by org_roles, so it is reserved "
+                             "for those organization roles; choose another default_role")
 
     def roles(self) -> tuple[str, ...]:
         return tuple(self.allowed_roles) if self.allowed_roles else (self.default_role,)
@@ -99,6 +125,13 @@ class HasuraAdapter(Adapter):
         secret = settings.admin_secret.get_secret_value() if settings.admin_secret else ""
         self._secret_header: Header = (b"x-hasura-admin-secret", secret.encode())
         self._identities: dict[str, HasuraIdentity] = {}
+        self._orgs = OrgPolicy(variables=settings.org_claims, permissions=settings.org_permissions,
+                               roles=settings.org_roles)
+        self.audience = settings.audience or name
+
+    def services_needed(self) -> frozenset[str]:
+        mode = self.hasura.auth_mode
+        return frozenset({MINTER}) if mode == "mint" else frozenset({EXCHANGER}) if mode == "exchange" else frozenset()
 
     def upstream_url(self, path: str) -> str:
         return self.hasura.url + path
@@ -116,7 +149,12 @@ class HasuraAdapter(Adapter):
 
     def identity(self, token: VerifiedToken) -> HasuraIdentity:
         """The Hasura identity of a token, remembered per token: the same token always maps to the
-        same identity, and a client sends the same token for up to a minute."""
+        same identity, and a client sends the same token for up to a minute.
+
+        The active organization (``o``) is laid over either source by the backend's
+        :class:`~clerk_gateway.adapters.orgs.OrgPolicy`, so the org variables and ``org_roles``
+        reach every mode that uses the identity: headers in ``admin_secret``, the minted token's
+        claims in ``mint`` and the role check in ``forward``."""
         cached = self._identities.get(token.token)
         if cached is not None:
             return cached
@@ -126,6 +164,7 @@ class HasuraAdapter(Adapter):
         else:
             identity = identity_from_map(token.claims, token.subject, self.hasura.default_role,
                                          self.hasura.roles(), self.hasura.claims_map)
+        identity = self._orgs.apply(identity, token.claims)
         if len(self._identities) >= _IDENTITY_CACHE_SIZE:
             self._identities.clear()
         self._identities[token.token] = identity
@@ -136,18 +175,51 @@ class HasuraAdapter(Adapter):
     ) -> list[Header]:
         requested = request.header(b"x-hasura-role")
         role_name = requested.decode("latin-1") if requested is not None else None
-        if self.hasura.auth_mode == "forward":
+        mode = self.hasura.auth_mode
+        if mode == "forward":
             headers: list[Header] = [(b"authorization", b"Bearer " + token.token.encode())]
             if self.hasura.claims_namespace in token.claims:
                 role = self.identity(token).select_role(role_name)
                 headers.append((b"x-hasura-role", role.encode()))
             elif requested is not None:
+                self._orgs.check_passed_role(requested.decode("latin-1"), token.claims)
                 headers.append((b"x-hasura-role", requested))  # Hasura checks it against the token
             return headers
+        if mode == "exchange":
+            return await self._exchanged_headers(token, requested)
         identity = self.identity(token)
         role = identity.select_role(role_name)
+        if mode == "mint":
+            minted = await self._minted(token, identity)
+            return [(b"authorization", b"Bearer " + minted.encode()), (b"x-hasura-role", role.encode())]
         headers = [self._secret_header, (b"x-hasura-role", role.encode())]
         headers.extend(identity.header_bytes)
+        return headers
+
+    async def _minted(self, token: VerifiedToken, identity: HasuraIdentity) -> str:
+        """The identity as a token signed by the gateway (``mint``): Hasura verifies it against the
+        gateway's JWKS, so no shared secret and no Clerk template is needed."""
+        minter = self.services.minter
+        if minter is None:  # the runtime builds one for every mint backend; reaching this is a bug
+            raise GatewayError("internal-error", "mint mode has no signing key")
+        return await minter.token_for(
+            cache_key=(self.audience, token.subject, identity), audience=self.audience, subject=token.subject,
+            claims={self.hasura.claims_namespace: identity.as_claims()},
+            lifetime_seconds=self.hasura.token_lifetime_seconds, not_after=token.expires_at)
+
+    async def _exchanged_headers(self, token: VerifiedToken, requested: bytes | None) -> list[Header]:
+        """The session's JWT-template token from Clerk (``exchange``), which Hasura verifies itself."""
+        exchanger = self.services.exchanger
+        if exchanger is None:
+            raise GatewayError("internal-error", "exchange mode has no Clerk Backend API client")
+        if token.session_id is None:
+            raise AuthenticationError("token-kind-not-accepted", "exchange mode needs a session token (with sid)")
+        assert self.hasura.template is not None  # validated with the settings
+        exchanged = await exchanger.token_for(token.session_id, self.hasura.template)
+        headers: list[Header] = [(b"authorization", b"Bearer " + exchanged.encode())]
+        if requested is not None:
+            self._orgs.check_passed_role(requested.decode("latin-1"), token.claims)
+            headers.append((b"x-hasura-role", requested))  # Hasura checks it against the template's claims
         return headers
 
     def probe_url(self) -> str | None:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from clerk_gateway.settings.complex_values import problem_message
 from clerk_gateway.settings.problems import Problems
 
-from .base import Adapter, BackendSettings
+from .base import Adapter, AdapterServices, BackendSettings
 
 ENTRY_POINT_GROUP = "clerk_gateway.adapters"
 
@@ -20,21 +20,33 @@ ENTRY_POINT_GROUP = "clerk_gateway.adapters"
 def _builtin() -> dict[str, type[Adapter]]:
     """The built-in adapters, for a source checkout whose entry points are not installed."""
     from .hasura import HasuraAdapter
+    from .nhost import NhostAdapter
 
-    return {"hasura": HasuraAdapter}
+    return {"hasura": HasuraAdapter, "nhost": NhostAdapter}
 
 
 _classes: dict[str, type[Adapter]] | None = None
 
 
+class AdapterLoadError(Exception):
+    """An installed adapter that cannot be used; its message is the one line start-up prints."""
+
+
 def adapter_classes() -> dict[str, type[Adapter]]:
+    """Every adapter by name. A third-party package whose entry point cannot be imported, or does
+    not name an :class:`Adapter` subclass, raises :class:`AdapterLoadError` naming that entry
+    point: start-up stops with one line instead of a traceback from deep inside importlib."""
     global _classes
     if _classes is None:
         classes = _builtin()
         for entry in entry_points(group=ENTRY_POINT_GROUP):
-            loaded = entry.load()
+            where = f"entry point '{entry.name}' ({entry.value}) in {ENTRY_POINT_GROUP}"
+            try:
+                loaded = entry.load()
+            except Exception as exc:  # any import-time failure of a plug-in is reported, not raised
+                raise AdapterLoadError(f"{where} cannot be loaded: {type(exc).__name__}: {exc}") from None
             if not (isinstance(loaded, type) and issubclass(loaded, Adapter)):
-                raise TypeError(f"entry point {entry.name!r} in {ENTRY_POINT_GROUP} is not an Adapter class")
+                raise AdapterLoadError(f"{where} is not an Adapter class")
             classes[entry.name] = loaded
         _classes = classes
     return _classes
@@ -42,7 +54,11 @@ def adapter_classes() -> dict[str, type[Adapter]]:
 
 def build_backend_settings(raw: Mapping[str, Any], problems: Problems) -> dict[str, BackendSettings]:
     """Validate each backend with its adapter's settings model; report problems by variable name."""
-    classes = adapter_classes()
+    try:
+        classes = adapter_classes()
+    except AdapterLoadError as exc:
+        problems.add("GATEWAY_BACKENDS", f"an installed adapter is broken: {exc}")
+        return {}
     result: dict[str, BackendSettings] = {}
     for name, fields in raw.items():
         prefix = f"GATEWAY_BACKENDS__{name.upper()}"
@@ -72,5 +88,8 @@ def build_backend_settings(raw: Mapping[str, Any], problems: Problems) -> dict[s
     return result
 
 
-def create_adapter(name: str, settings: BackendSettings) -> Adapter:
-    return adapter_classes()[settings.adapter](name, settings)
+def create_adapter(name: str, settings: BackendSettings, services: AdapterServices | None = None) -> Adapter:
+    adapter = adapter_classes()[settings.adapter](name, settings)
+    if services is not None:
+        adapter.services = services
+    return adapter

@@ -74,6 +74,24 @@ def file_defaults(settings_cls: type[Any], section: Mapping[str, Any], prefix: s
     }
 
 
+def _check_identity_modes(backends: Mapping[str, Any], gateway: GatewaySettings, clerk: ClerkConfig | None,
+                          problems: Problems) -> None:
+    """What the ``mint`` and ``exchange`` modes need beyond their backend's own fields."""
+    for name, backend in backends.items():
+        mode = getattr(backend, "auth_mode", None)
+        where = f"GATEWAY_BACKENDS__{name.upper()}__AUTH_MODE"
+        if mode == "mint" and (gateway.signing_key_file and gateway.signing_key_files
+                               and gateway.signing_key_file not in gateway.signing_key_files):
+            problems.add("GATEWAY_SIGNING_KEY_FILE", "is not one of GATEWAY_SIGNING_KEY_FILES; with both set, "
+                         "the list is the keys (the first signs), so list this file in it or unset it")
+        if mode == "mint" and not (gateway.signing_key_file or gateway.signing_key_files):
+            problems.add("GATEWAY_SIGNING_KEY_FILE", f"required by {where}=mint: a path on a volume, such as "
+                         "/var/lib/clerk-gateway/signing-key.pem (created there when missing)")
+        if mode == "exchange" and clerk is not None and not clerk.secret_key:
+            problems.add("CLERK_SECRET_KEY", f"required by {where}=exchange: the gateway asks Clerk's "
+                         "Backend API for the session's template token")
+
+
 def load_settings(
     clerk_overrides: Mapping[str, Any] | None = None,
     gateway_overrides: Mapping[str, Any] | None = None,
@@ -113,6 +131,7 @@ def load_settings(
         if not gateway_settings.backends and not backends_malformed:
             problems.add("GATEWAY_BACKENDS", "no backend configured: set GATEWAY_BACKENDS to "
                          '{"hasura": {"url": "http://hasura:8080", "auth_mode": "admin_secret", …}}')
+        _check_identity_modes(backends, gateway_settings, clerk, problems)
         default = gateway_settings.default_backend
         if default and default not in gateway_settings.backends and not backends_malformed:
             problems.add("GATEWAY_DEFAULT_BACKEND", f"'{default}' is not one of GATEWAY_BACKENDS")

@@ -34,6 +34,7 @@ class GatewaySettings(SettingsBase):
     signing_key_file: str | None = None
     signing_key_files: Annotated[list[str], NoDecode] = Field(default_factory=list)
     issuer: str = "clerk-gateway"
+    jwks_max_age_seconds: int = Field(default=300, ge=0, le=86400)
     config_file: str | None = None
 
     _split = field_validator("cors_origins", "signing_key_files", mode="before")(split_list)

@@ -60,7 +60,7 @@ def test_rest_only_when_enabled() -> None:
 
 
 async def test_admin_secret_mode_sends_explicit_role_and_user() -> None:
-    headers = await sent(adapter(), token())
+    headers = await sent(adapter(), token({"o": None}))
     assert headers == {"x-hasura-admin-secret": "s3cret", "x-hasura-role": "user", "x-hasura-user-id": "user_1"}
 
 

@@ -73,5 +73,18 @@ def test_entry_point_must_be_an_adapter(monkeypatch: pytest.MonkeyPatch) -> None
     entry = EntryPoint(name="bad", value="json:dumps", group=registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry, "entry_points", lambda *, group: [entry])
     monkeypatch.setattr(registry, "_classes", None)
-    with pytest.raises(TypeError):
+    with pytest.raises(registry.AdapterLoadError, match=r"entry point 'bad' \(json:dumps\).* is not an Adapter"):
         registry.adapter_classes()
+
+
+def test_an_entry_point_that_cannot_be_imported_is_one_problem_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clerk_gateway.settings.problems import Problems
+
+    entry = EntryPoint(name="gone", value="no_such_module_xyz:Adapter", group=registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda *, group: [entry])
+    monkeypatch.setattr(registry, "_classes", None)
+    problems = Problems()
+    assert registry.build_backend_settings({"hasura": {"url": "http://h"}}, problems) == {}
+    ((variable, message),) = problems.items
+    assert variable == "GATEWAY_BACKENDS" and "entry point 'gone'" in message and "ModuleNotFoundError" in message
+    assert registry._classes is None  # not cached: a fixed install is picked up by the next load

@@ -130,9 +130,16 @@ def test_secret_never_appears_in_problem_lines(monkeypatch: pytest.MonkeyPatch) 
     assert "CLERK_SECRET_KEY" in problems_of(excinfo)
 
 
-def test_later_auth_modes_are_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_identity_modes_name_what_they_still_need(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLERK_FRONTEND_API", "clerk.example.com")
-    monkeypatch.setenv("GATEWAY_BACKENDS", json.dumps({"hasura": {"url": "http://h", "auth_mode": "mint"}}))
+    monkeypatch.setenv("GATEWAY_BACKENDS", json.dumps({
+        "hasura": {"url": "http://h", "auth_mode": "mint"},
+        "other": {"adapter": "hasura", "url": "http://h", "auth_mode": "exchange", "template": "hasura"},
+        "third": {"adapter": "hasura", "url": "http://h", "auth_mode": "exchange"},
+    }))
     with pytest.raises(SettingsError) as excinfo:
         load_settings()
-    assert "not available in this version" in problems_of(excinfo)["GATEWAY_BACKENDS__HASURA"]
+    problems = problems_of(excinfo)
+    assert "GATEWAY_BACKENDS__HASURA__AUTH_MODE=mint" in problems["GATEWAY_SIGNING_KEY_FILE"]
+    assert "GATEWAY_BACKENDS__OTHER__AUTH_MODE=exchange" in problems["CLERK_SECRET_KEY"]
+    assert "needs template" in problems["GATEWAY_BACKENDS__THIRD"]
