@@ -39,3 +39,8 @@ TOKEN_CACHE_SIZE = Gauge(
     "gateway_verified_token_cache_entries", "Tokens currently held in the verified-token cache",
     registry=REGISTRY,
 )
+TOKEN_EXCHANGES = Counter(
+    "gateway_token_exchanges_total",
+    "exchange mode: template tokens by outcome (hit, joined, fetched, rejected, error)",
+    ["outcome"], registry=REGISTRY,
+)
