@@ -19,10 +19,11 @@ ENTRY_POINT_GROUP = "clerk_gateway.adapters"
 
 def _builtin() -> dict[str, type[Adapter]]:
     """The built-in adapters, for a source checkout whose entry points are not installed."""
+    from .fauna import FaunaAdapter
     from .hasura import HasuraAdapter
     from .nhost import NhostAdapter
 
-    return {"hasura": HasuraAdapter, "nhost": NhostAdapter}
+    return {"hasura": HasuraAdapter, "nhost": NhostAdapter, "fauna": FaunaAdapter}
 
 
 _classes: dict[str, type[Adapter]] | None = None

@@ -3,7 +3,8 @@
 The order is chosen so that nothing reaches the upstream before every check passed: route
 allow-list (404/405) → declared body size (413) → token → verification (401/403) → body read under
 the limit (413) → the adapter's identity headers → upstream. Responses are streamed chunk by chunk;
-a client that goes away cancels the upstream request.
+a client that goes away cancels the upstream request. On a route that ends at token expiry (an
+event stream) one loop timer, armed only there, ends the response when the verified token expires.
 """
 
 from __future__ import annotations
@@ -47,11 +48,25 @@ class ClientDisconnected(Exception):
     """The client went away before its request body arrived; nothing is left to answer."""
 
 
+#: Scope key holding the verified token's ``exp``; set only on routes with ``ends_at_token_expiry``.
+_EXPIRES_AT = "clerk_gateway.token_expires_at"
+
+
 class _StreamState:
-    __slots__ = ("finished",)
+    """What the relay shares with the disconnect watcher and the expiry timer. ``reading`` is true
+    only while the relay waits for the upstream: the one moment the expiry timer may cancel it,
+    because a cancelled client write could leave the client half a chunk."""
+
+    __slots__ = ("expired", "finished", "reading")
 
     def __init__(self) -> None:
         self.finished = False
+        self.expired = False
+        self.reading = False
+
+
+class _StreamExpired(Exception):
+    """The token expired while the relay was writing to the client; it ends after the write."""
 
 
 class BackendProxy:
@@ -104,7 +119,8 @@ class BackendProxy:
             await self._refuse(send, GatewayError("internal-error", "the gateway failed to handle this request"),
                                route, request_id, close=_must_close(scope, exc))
             return
-        await self._stream(send, receive, response, request_id)
+        expires_at: float | None = scope.get(_EXPIRES_AT) if route.ends_at_token_expiry else None
+        await self._stream(send, receive, response, request_id, route, expires_at)
         if self.access_log:
             log.info("request", extra={"backend": self.adapter.name, "method": scope["method"], "path": path,
                                        "status": response.status, "request_id": request_id.decode()})
@@ -126,6 +142,8 @@ class BackendProxy:
                                       f"{token.kind.value} tokens are not accepted by this backend")
         body = await read_within(_read_body(receive, self.max_body_bytes), self.body_timeout)
         scope[BODY_READ] = True
+        if route.ends_at_token_expiry:
+            scope[_EXPIRES_AT] = token.expires_at
         if context is not None:
             context.token, context.body = token, body
             for guard in self.guards:
@@ -170,21 +188,29 @@ class BackendProxy:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _stream(self, send: Send, receive: Receive, response: UpstreamResponse,
-                      request_id: bytes) -> None:
+    async def _stream(self, send: Send, receive: Receive, response: UpstreamResponse, request_id: bytes,
+                      route: Route | None = None, expires_at: float | None = None) -> None:
         headers = filter_response_headers(response.headers)
         headers.append((b"x-request-id", request_id))
         chunks = response.chunks()
         state = _StreamState()
         watcher: asyncio.Task[None] | None = None
+        timer: asyncio.TimerHandle | None = None
+        started = False
+        last = b""
         try:
+            if expires_at is not None:
+                timer = _expiry_timer(expires_at, state)
+            state.reading = True
             try:
                 first = await anext(chunks, b"")
             except (UpstreamConnectError, UpstreamTimeout):
                 await self._refuse(send, UpstreamUnavailableError(self.adapter.name), None, request_id)
                 return
+            state.reading = False
             self._count(response.status)
             await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            started = True
             if response.at_eof():
                 state.finished = True
                 await send({"type": "http.response.body", "body": first})
@@ -193,8 +219,17 @@ class BackendProxy:
             assert current is not None
             watcher = asyncio.create_task(_cancel_on_disconnect(receive, current, state))
             await send({"type": "http.response.body", "body": first, "more_body": True})
+            last = first
+            if state.expired:
+                raise _StreamExpired()
+            state.reading = True
             async for chunk in chunks:
+                state.reading = False
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                last = chunk
+                if state.expired:
+                    raise _StreamExpired()
+                state.reading = True
             state.finished = True
             watcher.cancel()
             await send({"type": "http.response.body", "body": b""})
@@ -203,6 +238,8 @@ class BackendProxy:
             # the connection, so the client sees a truncated response, never a silently short one.
             log.warning("upstream failed mid-stream", extra={"backend": self.adapter.name,
                                                               "request_id": request_id.decode()})
+        except _StreamExpired:
+            await self._end_expired(send, response, route, request_id, started, last, state)
         except asyncio.CancelledError:
             if not state.finished and watcher is not None and watcher.done():
                 log.info("client disconnected; upstream request closed",
@@ -211,13 +248,57 @@ class BackendProxy:
                 if current is not None:
                     current.uncancel()
                 return
+            if state.expired and not state.finished:
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                await self._end_expired(send, response, route, request_id, started, last, state)
+                return
             raise
         finally:
             state.finished = True
             if watcher is not None:
                 watcher.cancel()
+            if timer is not None:
+                timer.cancel()
             await chunks.aclose()  # type: ignore[attr-defined]
             await response.aclose()
+
+    async def _end_expired(self, send: Send, response: UpstreamResponse, route: Route | None,
+                           request_id: bytes, started: bool, last: bytes, state: _StreamState) -> None:
+        """End a response whose token expired: a 401 when nothing was sent yet; otherwise the
+        adapter's closing bytes (e.g. a terminal event) and a completed body, or a cut connection
+        when the adapter has none or the body is content-encoded (bytes cannot be appended)."""
+        state.finished = True  # from here on neither the watcher nor the timer interrupts
+        log.info("token expired; stream ended", extra={"backend": self.adapter.name,
+                                                       "request_id": request_id.decode()})
+        if not started:
+            await self._refuse(send, AuthenticationError("token-expired", "the token has expired"), route,
+                               request_id)
+            return
+        encoded = any(name == b"content-encoding" for name, _ in response.headers)
+        ending = None if route is None or encoded else self.adapter.stream_expired_ending(route, last)
+        if ending is None:
+            return  # an unfinished body makes the server close the connection
+        if ending:
+            await send({"type": "http.response.body", "body": ending, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _expiry_timer(expires_at: float, state: _StreamState) -> asyncio.TimerHandle:
+    """One loop timer at the token's ``exp`` (wall clock, converted to the loop's clock)."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    return loop.call_later(max(expires_at - time.time(), 0.0), _expire, task, state)
+
+
+def _expire(task: asyncio.Task[Any], state: _StreamState) -> None:
+    if state.finished:
+        return
+    state.expired = True
+    if state.reading:  # otherwise the relay sees the flag right after its current write
+        task.cancel()
 
 
 async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any], state: _StreamState) -> None:
