@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads under load (default 2)")
     parser.add_argument("--tokens", type=int, default=1000, help="distinct users / tokens (default 1000)")
     parser.add_argument("--no-single", action="store_true", help="skip the one-connection latency runs")
+    parser.add_argument("--no-mint", action="store_true", help="skip the mint-mode gateway row")
     parser.add_argument("--no-keepalive-check", action="store_true",
                         help="skip the check that no refusal leaves a client with a dead keep-alive connection")
     parser.add_argument("--gateway-env", type=_assignment, action="append", default=[], metavar="VAR=VALUE",
@@ -140,6 +141,13 @@ def plan(args: argparse.Namespace) -> list[TargetSpec]:
             for workers in args.workers:
                 label = f"gateway[{name}]" if name else "gateway"
                 specs.append(TargetSpec("gateway", f"{label} w={workers}", workers, {**base_env, **env}))
+        if not args.no_mint:
+            # mint mode, bracketed by the admin_secret row measured again right after it: on a shared
+            # VM the figures drift over a run, so mint is compared with the mean of its two neighbours.
+            workers = args.workers[0]
+            specs.append(TargetSpec("gateway", f"gateway[mint] w={workers}", workers,
+                                    {**base_env, targets.AUTH_MODE_KEY: "mint"}))
+            specs.append(TargetSpec("gateway", f"gateway w={workers} (again, after mint)", workers, base_env))
     if "naive" in args.only:
         specs.append(TargetSpec("naive", "naive FastAPI+httpx+jose"))
     if "node" in args.only:

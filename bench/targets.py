@@ -141,26 +141,41 @@ def upstream_base(direct: Target) -> str:
     return direct.url.removesuffix("/v1/graphql")
 
 
-def gateway_env(spec: TargetSpec, *, port: int, public_pem: str, upstream: str) -> dict[str, str]:
+#: ``TargetSpec.env`` key (not passed on) that picks the backend's identity mode for a gateway row.
+AUTH_MODE_KEY = "BENCH_AUTH_MODE"
+
+
+def _backend(upstream: str, mode: str) -> dict[str, str]:
+    if mode == "mint":  # the gateway signs one token per user and reuses it (the minted-token cache)
+        return {"url": upstream, "auth_mode": "mint"}
+    return {"url": upstream, "auth_mode": "admin_secret", "admin_secret": ADMIN_SECRET}
+
+
+def gateway_env(spec: TargetSpec, *, port: int, public_pem: str, upstream: str,
+                work: Path | None = None) -> dict[str, str]:
     env = clean_env()
+    extra = dict(spec.env)
+    mode = extra.pop(AUTH_MODE_KEY, "admin_secret")
+    if mode == "mint":
+        assert work is not None
+        extra.setdefault("GATEWAY_SIGNING_KEY_FILE", str(work / "mint-signing-key.pem"))
     env.update({
         "CLERK_JWT_KEY": public_pem,
         "CLERK_ISSUER": ISSUER,
-        "GATEWAY_BACKENDS": json.dumps({"hasura": {
-            "url": upstream, "auth_mode": "admin_secret", "admin_secret": ADMIN_SECRET}}),
+        "GATEWAY_BACKENDS": json.dumps({"hasura": _backend(upstream, mode)}),
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": str(port),
         "GATEWAY_WORKERS": str(spec.workers),
         "GATEWAY_LOG_LEVEL": "warning",
     })
-    env.update(spec.env)
+    env.update(extra)
     return env
 
 
 def start_gateway(supervisor: Supervisor, work: Path, spec: TargetSpec, *, public_pem: str,
                   upstream: str) -> Target:
     port = free_port()
-    env = gateway_env(spec, port=port, public_pem=public_pem, upstream=upstream)
+    env = gateway_env(spec, port=port, public_pem=public_pem, upstream=upstream, work=work)
     # The working directory is bench/.work so that a developer's .env in the repo root is not read.
     managed = supervisor.start(_log_name(spec), [venv_python(), "-m", "clerk_gateway", "serve"],
                                env=env, cwd=work)
