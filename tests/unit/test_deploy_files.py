@@ -35,6 +35,16 @@ def test_env_example_lists_every_setting_with_a_comment() -> None:
             assert lines[index - 1].startswith("#"), f"{variable} has no comment line above it"
 
 
+def _settings_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gateway_env: dict[str, str]) -> None:
+    """Exactly compose's gateway environment (plus a publishable key), nothing from this shell or a .env."""
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in __import__("os").environ if n.startswith(("CLERK_", "GATEWAY_"))]:
+        monkeypatch.delenv(name)
+    for name, value in gateway_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CLERK_PUBLISHABLE_KEY", "pk_test_ZGl2aW5lLWZveGhvdW5kLTIyLmNsZXJrLmFjY291bnRzLmRldiQ=")
+
+
 def _interpolate(value: str) -> str:
     """Compose's ${NAME:-default} with the defaults (no .env here)."""
     return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
@@ -51,12 +61,7 @@ def test_compose_runs_the_gateway_in_front_of_hasura_and_postgres(monkeypatch: p
     gateway_env = {k: _interpolate(str(v)) for k, v in services["gateway"]["environment"].items()}
     backends = json.loads(gateway_env["GATEWAY_BACKENDS"])
     assert backends["hasura"]["admin_secret"] == _interpolate(hasura_env["HASURA_GRAPHQL_ADMIN_SECRET"])
-    monkeypatch.chdir(tmp_path)
-    for name in [n for n in __import__("os").environ if n.startswith(("CLERK_", "GATEWAY_"))]:
-        monkeypatch.delenv(name)
-    for name, value in gateway_env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("CLERK_PUBLISHABLE_KEY", "pk_test_ZGl2aW5lLWZveGhvdW5kLTIyLmNsZXJrLmFjY291bnRzLmRldiQ=")
+    _settings_environment(monkeypatch, tmp_path, gateway_env)
     try:
         settings = load_settings()
     except SettingsError as error:  # pragma: no cover - the message is the assertion
@@ -87,11 +92,6 @@ def test_the_mint_override_matches_hasuras_jwt_secret_to_the_gateways_jwks(monke
     key_dir = gateway_env["GATEWAY_SIGNING_KEY_FILE"].rsplit("/", 1)[0]
     assert any(volume.endswith(":" + key_dir) for volume in override["services"]["gateway"]["volumes"])
     assert set(override["volumes"]) == {"gateway-keys"}
-    monkeypatch.chdir(tmp_path)
-    for name in [n for n in __import__("os").environ if n.startswith(("CLERK_", "GATEWAY_"))]:
-        monkeypatch.delenv(name)
-    for name, value in gateway_env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("CLERK_PUBLISHABLE_KEY", "pk_test_ZGl2aW5lLWZveGhvdW5kLTIyLmNsZXJrLmFjY291bnRzLmRldiQ=")
+    _settings_environment(monkeypatch, tmp_path, gateway_env)
     settings = load_settings()
     assert settings.gateway.signing_key_file == "/var/lib/clerk-gateway/signing-key.pem"

@@ -21,6 +21,14 @@ from clerk_gateway.errors import GatewayError
 Header = tuple[bytes, bytes]
 
 
+def http_url(value: str, example: str) -> str:
+    """A backend URL as adapters' settings accept it: http(s), without a trailing slash (paths are
+    appended to it). ``example`` goes into the one-line settings error."""
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"must be an http(s) URL such as {example}")
+    return value.rstrip("/")
+
+
 class BackendSettings(BaseModel):
     """Fields every backend has; adapters extend it."""
 

@@ -27,8 +27,9 @@ from pydantic import field_validator, model_validator
 
 from clerk_gateway.auth.model import TokenKind, VerifiedToken
 from clerk_gateway.errors import AuthenticationError, GatewayError, MethodNotAllowedError, NotFoundError
+from clerk_gateway.settings.complex_values import split_list
 
-from .base import EXCHANGER, Adapter, BackendSettings, Header, HeaderPolicy, IncomingRequest, Route
+from .base import EXCHANGER, Adapter, BackendSettings, Header, HeaderPolicy, IncomingRequest, Route, http_url
 
 AuthMode = Literal["forward", "exchange"]
 
@@ -69,21 +70,12 @@ class FaunaSettings(BackendSettings):
     audience: str | None = None  # forward: the aud the token must carry, checked before Fauna is called
     query_tags: bool = True
 
-    @field_validator("token_kinds", mode="before")
-    @classmethod
-    def _kinds_from_text(cls, value: object) -> object:
-        """Nested variables arrive as text: accept JSON (``["a","b"]``) or comma-separated values."""
-        if isinstance(value, str):
-            text = value.strip()
-            return orjson.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
-        return value
+    _lists = field_validator("token_kinds", mode="before")(split_list)
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL such as http://fauna:8443")
-        return value.rstrip("/")
+        return http_url(value, "http://fauna:8443")
 
     @model_validator(mode="after")
     def _consistent(self) -> FaunaSettings:

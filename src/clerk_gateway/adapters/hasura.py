@@ -14,23 +14,24 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from clerk_gateway.auth.model import TokenKind, VerifiedToken
 from clerk_gateway.errors import AuthenticationError, GatewayError, MethodNotAllowedError, NotFoundError
+from clerk_gateway.settings.complex_values import split_list
 
-from .base import EXCHANGER, MINTER, Adapter, BackendSettings, Header, HeaderPolicy, IncomingRequest, Route
+from .base import (
+    EXCHANGER,
+    MINTER,
+    Adapter,
+    BackendSettings,
+    Header,
+    HeaderPolicy,
+    IncomingRequest,
+    Route,
+    http_url,
+)
 from .claims import HasuraIdentity, identity_from_map, identity_from_namespace
 from .orgs import OrgPolicy, bare_org_role
 
 AuthMode = Literal["forward", "admin_secret", "mint", "exchange"]
 _IDENTITY_CACHE_SIZE = 4096
-
-
-def _list_from_text(value: object) -> object:
-    """Nested variables arrive as text: accept JSON (``["a","b"]``) or comma-separated values."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [part.strip() for part in text.split(",") if part.strip()]
-    return value
 
 
 class HasuraSettings(BackendSettings):
@@ -49,7 +50,7 @@ class HasuraSettings(BackendSettings):
     org_permissions: bool = False  # also x-hasura-org-permissions from o.per
     org_roles: dict[str, str] = Field(default_factory=dict)  # org role -> Hasura role (then reserved)
 
-    _lists = field_validator("allowed_roles", "token_kinds", mode="before")(_list_from_text)
+    _lists = field_validator("allowed_roles", "token_kinds", mode="before")(split_list)
 
     @field_validator("claims_map", "org_roles", mode="before")
     @classmethod
@@ -59,9 +60,7 @@ class HasuraSettings(BackendSettings):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL such as http://hasura:8080")
-        return value.rstrip("/")
+        return http_url(value, "http://hasura:8080")
 
     @model_validator(mode="after")
     def _consistent(self) -> HasuraSettings:

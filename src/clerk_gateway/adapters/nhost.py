@@ -27,7 +27,7 @@ from pydantic import Field, field_validator, model_validator
 
 from clerk_gateway.errors import MethodNotAllowedError, NotFoundError
 
-from .base import BackendSettings, Route
+from .base import BackendSettings, Route, http_url
 from .hasura import HasuraAdapter, HasuraSettings
 
 NHOST_ROLES = ("me", "user")
@@ -89,9 +89,7 @@ class NhostSettings(HasuraSettings):
     @field_validator("functions_url")
     @classmethod
     def _functions_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL such as https://<subdomain>.functions.<region>.nhost.run/v1")
-        return value.rstrip("/") if value is not None else None
+        return http_url(value, "https://<subdomain>.functions.<region>.nhost.run/v1") if value is not None else None
 
     @model_validator(mode="after")
     def _nhost_consistent(self) -> NhostSettings:
