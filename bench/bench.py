@@ -319,6 +319,47 @@ class Bench:
                 line = "WARNING: " + line + "; " + "; ".join((result.errors + result.unexpected)[:3])
             self.notes.append(line)
 
+    def paired_mint(self) -> None:
+        """mint against admin_secret measured *interleaved*: both gateways up at once, the load
+        alternating between them in short slices, so that the VM's drift over a run falls on both
+        alike. The table's bracketed rows show the same comparison measured the ordinary way."""
+        assert self.direct is not None
+        workers = self.args.workers[0]
+        base_env = dict(self.args.gateway_env)
+        mint_env = {**base_env, targets.AUTH_MODE_KEY: "mint"}
+        specs = [TargetSpec("gateway", f"paired admin_secret w={workers}", workers, base_env),
+                 TargetSpec("gateway", f"paired mint w={workers}", workers, mint_env)]
+        slices, length = (2, "3s") if self.args.quick else (4, "5s")
+        started = [self.start(spec) for spec in specs]
+        try:
+            totals = [[0, 0.0, 0.0] for _ in started]  # requests, seconds, CPU seconds
+            for target in started:
+                self.check_answers(target)
+                self.wrk(target, connections=self.args.connections, threads=self.args.threads,
+                         duration=self.warmup, tag="paired-warmup")
+            print(f"bench: mint vs admin_secret interleaved, {slices} x {length} each", file=sys.stderr, flush=True)
+            for n in range(slices):
+                for index, target in enumerate(started):
+                    tree = target.managed.tree()
+                    cpu_before = procs.cpu_seconds(tree)
+                    result = self.wrk(target, connections=self.args.connections, threads=self.args.threads,
+                                      duration=length, tag=f"paired-{n}")
+                    totals[index][0] += result.requests
+                    totals[index][1] += result.duration_s
+                    totals[index][2] += procs.cpu_seconds(target.managed.tree()) - cpu_before
+                    self._flag_errors(target.label, f"paired slice {n}", result)
+            direct_rps = next((r.load.rps for r in self.results if r.kind == "direct"), float("nan"))
+            rates = [requests / seconds if seconds else float("nan") for requests, seconds, _ in totals]
+            cpu = [cpu_s * 1e6 / requests if requests else float("nan") for requests, _, cpu_s in totals]
+            self.notes.append(
+                f"mint vs admin_secret, interleaved ({slices} x {length} slices each, w={workers}): admin_secret "
+                f"{rates[0]:,.0f} req/s (ratio {rates[0] / direct_rps:.3f}, {cpu[0]:.0f} µs CPU/request), mint "
+                f"{rates[1]:,.0f} req/s (ratio {rates[1] / direct_rps:.3f}, {cpu[1]:.0f} µs CPU/request): "
+                f"mint = {rates[1] / rates[0]:.2f} x admin_secret")
+        finally:
+            for target in started:
+                self.supervisor.stop(target.managed)
+
     def _flag_errors(self, label: str, run: str, result: wrkrun.WrkResult) -> None:
         if result.requests == 0 or result.error_count > MAX_ERROR_SHARE * result.requests:
             self.notes.append(f"WARNING: {label} ({run} run): {result.error_count} errors in "
@@ -393,6 +434,8 @@ class Bench:
                     self.keepalive_check(target)
             finally:
                 self.supervisor.stop(target.managed)
+        if "gateway" in self.args.only and not self.args.no_mint:
+            self.paired_mint()
         if self.memory_minutes > 0 and "gateway" in self.args.only:
             self.memory = self.memory_run(max(self.args.workers))
         meta["finished"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
