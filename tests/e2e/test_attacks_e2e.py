@@ -162,7 +162,7 @@ def _assert_reached_upstream_as_the_user(response: httpx.Response, upstream: Rec
 def test_attack_through_the_gateway(attack: AttackCase, upstream: RecordingUpstream,
                                     request: pytest.FixtureRequest) -> None:
     if NEEDS_AUDIENCE in attack.needs:
-        pytest.skip("no Hasura setting requires an audience: row 9 runs on a Fauna backend in test_attacks_audience_e2e.py")
+        pytest.skip("no Hasura setting requires an audience: row 9 runs on Fauna in test_attacks_audience_e2e.py")
     ctx = _context()
     token = attack.build(ctx)
     if not _fits_in_a_header_field(token):
