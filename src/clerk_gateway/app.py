@@ -79,6 +79,7 @@ class GatewayApp:
         default = runtime.settings.gateway.default_backend
         self.default_proxy = runtime.proxies.get(default) if default else None
         self.root_paths = self.default_proxy.adapter.root_paths if self.default_proxy else frozenset()
+        self.default_socket_proxy = runtime.socket_proxies.get(default) if default else None
         self._entry = CorsMiddleware(self._dispatch, runtime.settings.gateway.cors_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -106,6 +107,18 @@ class GatewayApp:
             if not refusal_can_keep_connection(scope["headers"]):
                 send = _announcing_close(send)  # the ops routes never read a request body
             await self.ops(scope, receive, send)
+        elif kind == "websocket":
+            path = scope["path"]
+            end = path.find("/", 1)
+            sockets = self.runtime.socket_proxies
+            socket_proxy = sockets.get(path[1:end] if end > 0 else path[1:])
+            if socket_proxy is not None:
+                await socket_proxy.handle(scope, receive, send, path[end:] if end > 0 else "/")
+            elif path == "/graphql" and self.default_socket_proxy is not None:
+                await self.default_socket_proxy.handle(scope, receive, send, "/v1/graphql")
+            else:
+                await receive()
+                await send({"type": "websocket.close", "code": 1008})  # no such endpoint: 403, no upgrade
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         else:
@@ -124,6 +137,7 @@ class GatewayApp:
                 tune_gc()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.runtime.websockets.close_all(1001, "server shutting down")
                 await self.runtime.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

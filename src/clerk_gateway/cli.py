@@ -27,6 +27,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from clerk_gateway.edge.protocol import EdgeLimits, edge_http_protocol
     from clerk_gateway.observability.logging import configure_logging, uvicorn_log_config
+    from clerk_gateway.server import GatewayWebSocketProtocol
 
     settings = _load_or_report()
     if settings is None:
@@ -46,6 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loop="uvloop" if sys.platform != "win32" else "asyncio", http=edge_http_protocol(EdgeLimits(
             max_header_bytes=gateway.max_header_bytes, header_timeout=gateway.client_header_timeout_seconds)),
         log_config=uvicorn_log_config(gateway.log_level, gateway.log_format),
+        ws=GatewayWebSocketProtocol, ws_max_size=gateway.ws_max_message_bytes,
         access_log=False, server_header=False, date_header=False, proxy_headers=False, lifespan="on",
         timeout_keep_alive=gateway.keep_alive_timeout_seconds, timeout_graceful_shutdown=10,
     )

@@ -7,6 +7,7 @@ same objects the same way.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,8 @@ from clerk_gateway.graphql import GraphQLLimitsGuard
 from clerk_gateway.proxy.guards import RequestGuard
 from clerk_gateway.proxy.http import BackendProxy
 from clerk_gateway.proxy.upstream import UpstreamClient, create_upstream_client
+from clerk_gateway.proxy.websocket import WebSocketLimits, WebSocketProxy
+from clerk_gateway.proxy.ws_sessions import SocketRegistry
 from clerk_gateway.ratelimit import (
     RateLimitGuard,
     build_rate_limit_guard,
@@ -30,6 +33,16 @@ from clerk_gateway.ratelimit import (
 from clerk_gateway.settings import Settings
 
 log = logging.getLogger("clerk_gateway.runtime")
+
+
+def _subscription_check(guard: GraphQLLimitsGuard) -> Callable[[str, bytes | None], str | None]:
+    """The GraphQL limits of HTTP, for subscription documents on a WebSocket (the message, or None)."""
+
+    def check(query: str, role: bytes | None) -> str | None:
+        violation = guard.check_query(query, role=role)
+        return violation.message if violation is not None else None
+
+    return check
 
 
 def build_adapter_services(settings: Settings, http: httpx.AsyncClient) -> AdapterServices:
@@ -61,6 +74,8 @@ class Runtime:
     upstreams: list[UpstreamClient] = field(default_factory=list)
     rate_limit: RateLimitGuard | None = None
     services: AdapterServices = field(default_factory=AdapterServices)
+    socket_proxies: dict[str, WebSocketProxy] = field(default_factory=dict)
+    websockets: SocketRegistry = field(default_factory=SocketRegistry)
 
     @classmethod
     def build(cls, settings: Settings, *, http: httpx.AsyncClient | None = None) -> Runtime:
@@ -82,8 +97,22 @@ class Runtime:
         if settings.graphql.limits_enabled:
             guards.append(GraphQLLimitsGuard(settings.graphql))  # one guard: one parse cache for all backends
         services = build_adapter_services(settings, client)
+        websockets = SocketRegistry()
+        ws_limits = WebSocketLimits(
+            init_timeout=settings.gateway.ws_init_timeout_seconds,
+            max_message_bytes=settings.gateway.ws_max_message_bytes,
+            max_subscriptions=settings.gateway.ws_max_subscriptions,
+            clock_skew=settings.clerk.clock_skew_seconds)
+        origins = frozenset(origin.rstrip("/").lower() for origin in
+                            (*settings.gateway.cors_origins, *settings.clerk.authorized_parties))
+        graphql_guard = next((guard for guard in guards if isinstance(guard, GraphQLLimitsGuard)), None)
+        check_query = _subscription_check(graphql_guard) if graphql_guard is not None else None
+        socket_proxies: dict[str, WebSocketProxy] = {}
         for name, backend in settings.backends.items():
             adapter = create_adapter(name, backend, services)
+            socket_proxies[name] = WebSocketProxy(
+                adapter, verifier, cookie_names=settings.clerk.session_cookie_names, allowed_origins=origins,
+                limits=ws_limits, registry=websockets, check_query=check_query)
             upstream = create_upstream_client(settings.gateway.upstream_client, backend.max_connections)
             adapters[name] = adapter
             upstreams.append(upstream)
@@ -94,7 +123,8 @@ class Runtime:
                 access_log=settings.gateway.access_log, guards=guards,
                 body_timeout=settings.gateway.client_body_timeout_seconds or None,
             )
-        return cls(settings, client, keys, verifier, adapters, proxies, upstreams, rate_limit, services)
+        return cls(settings, client, keys, verifier, adapters, proxies, upstreams, rate_limit, services,
+                   socket_proxies, websockets)
 
     async def start(self) -> None:
         await self.keys.start()

@@ -135,9 +135,34 @@ class Adapter(ABC):
     ) -> list[Header]:
         """Headers that carry the identity upstream; raise ForbiddenError to refuse the request."""
 
+    #: Headers a client may put in its ``connection_init`` payload for the adapter to read (Hasura:
+    #: ``x-hasura-role`` picks among the allowed roles); every other payload member is dropped.
+    websocket_passed_headers: ClassVar[frozenset[str]] = frozenset()
+
+    def websocket_url(self, path: str) -> str | None:
+        """The upstream WebSocket URL for ``path`` (below ``/<name>``), or ``None``: no WebSocket there."""
+        return None
+
     async def connection_init(self, token: VerifiedToken, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """Rewrite a WebSocket ``connection_init`` payload (subscriptions issue)."""
-        raise NotImplementedError
+        """The ``connection_init`` payload the upstream receives for this identity.
+
+        The default serves backends that read the identity from ``payload.headers``, as Hasura does:
+        the same headers :meth:`identity_headers` gives an HTTP request (with the client's
+        :attr:`websocket_passed_headers` taken into account), and nothing else the client wrote.
+        """
+        sent = payload.get("headers")
+        passed: list[Header] = []
+        if isinstance(sent, Mapping):
+            passed = [(str(name).lower().encode(), str(value).encode("latin-1", "replace"))
+                      for name, value in sent.items() if str(name).lower() in self.websocket_passed_headers]
+        request = IncomingRequest(method="GET", path="", query_string=b"", headers=passed, request_id="")
+        identity = await self.identity_headers(token, request, Route(upstream_url=""))
+        return {"headers": {name.decode("latin-1"): value.decode("latin-1") for name, value in identity}}
+
+    def socket_identity_expires(self) -> bool:
+        """Whether the identity given upstream on a socket expires with the client's token (a
+        forwarded or exchanged token): a renewal then needs a new upstream connection."""
+        return False
 
     def probe_url(self) -> str | None:
         """A URL whose answer says the backend is reachable (``/readyz``, ``check``)."""

@@ -221,5 +221,17 @@ class HasuraAdapter(Adapter):
             headers.append((b"x-hasura-role", requested))  # Hasura checks it against the template's claims
         return headers
 
+    websocket_passed_headers: ClassVar[frozenset[str]] = frozenset({"x-hasura-role"})
+
+    def websocket_url(self, path: str) -> str | None:
+        """Subscriptions go to Hasura's own WebSocket endpoint on the same GraphQL paths."""
+        if path not in self.graphql_paths:
+            return None
+        url = self.upstream_url(path)
+        return "ws" + url[4:] if url.startswith("http") else None
+
+    def socket_identity_expires(self) -> bool:
+        return self.hasura.auth_mode in ("forward", "exchange")
+
     def probe_url(self) -> str | None:
         return self.hasura.url + "/healthz"

@@ -103,3 +103,29 @@ async def test_a_reserved_role_passed_on_unchecked_is_still_refused_for_a_plain_
         assert caught.value.reason == "role-reserved"
         admin = token({"o": {"id": "org_1", "rol": "org:admin"}})
         assert (await sent(a, admin, (b"x-hasura-role", b"org_admin")))["x-hasura-role"] == "org_admin"
+
+
+async def test_connection_init_carries_exactly_the_modes_identity() -> None:
+    payload = {"headers": {"Authorization": "Bearer client-token", "x-hasura-role": "editor",
+                           "x-hasura-admin-secret": "forged", "x-hasura-user-id": "someone_else"},
+               "lazy": True}
+    a = adapter("admin_secret", admin_secret="s3cret")
+    assert await a.connection_init(token({"o": None}), payload) == {"headers": {
+        "x-hasura-admin-secret": "s3cret", "x-hasura-role": "editor", "x-hasura-user-id": "user_1"}}
+    forward = adapter("forward")
+    assert await forward.connection_init(token(), payload) == {"headers": {
+        "authorization": "Bearer tok.en.value", "x-hasura-role": "editor"}}
+    minting = adapter("mint")
+    minting.services = AdapterServices(minter=FakeMinter())
+    assert await minting.connection_init(token(), {}) == {"headers": {
+        "authorization": "Bearer minted-for-user_1", "x-hasura-role": "user"}}
+    with pytest.raises(ForbiddenError):
+        await a.connection_init(token(), {"headers": {"x-hasura-role": "admin"}})
+
+
+def test_websocket_urls_and_which_modes_expire_upstream() -> None:
+    assert adapter("forward").websocket_url("/v1/graphql") == "ws://hasura:8080/v1/graphql"
+    assert adapter("forward", url="https://h.example").websocket_url("/v1/graphql") == "wss://h.example/v1/graphql"
+    assert adapter("forward").websocket_url("/v1/metadata") is None
+    assert adapter("forward").socket_identity_expires() and adapter("exchange", template="t").socket_identity_expires()
+    assert not adapter("mint").socket_identity_expires()
