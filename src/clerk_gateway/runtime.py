@@ -6,8 +6,9 @@ same objects the same way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from clerk_gateway.adapters.registry import create_adapter
 from clerk_gateway.auth.keys import build_key_provider
 from clerk_gateway.auth.token_cache import VerifiedTokenCache
 from clerk_gateway.auth.verifier import TokenVerifier, VerifierPolicy
+from clerk_gateway.edge.cors import normalize_origin
 from clerk_gateway.graphql import GraphQLLimitsGuard
 from clerk_gateway.proxy.guards import RequestGuard
 from clerk_gateway.proxy.http import BackendProxy
@@ -33,6 +35,23 @@ from clerk_gateway.ratelimit import (
 from clerk_gateway.settings import Settings
 
 log = logging.getLogger("clerk_gateway.runtime")
+
+
+def _origin_check(origins: Sequence[str]) -> Callable[[str], bool]:
+    """Whether a WebSocket upgrade's ``Origin`` is one of ours (CORS origins or authorized parties),
+    compared in the form browsers send (:func:`normalize_origin`)."""
+    allowed = set()
+    for origin in origins:
+        with contextlib.suppress(ValueError):
+            allowed.add(normalize_origin(origin))
+
+    def check(origin: str) -> bool:
+        try:
+            return normalize_origin(origin) in allowed
+        except ValueError:
+            return False
+
+    return check
 
 
 def _subscription_check(guard: GraphQLLimitsGuard) -> Callable[[str, bytes | None], str | None]:
@@ -103,15 +122,14 @@ class Runtime:
             max_message_bytes=settings.gateway.ws_max_message_bytes,
             max_subscriptions=settings.gateway.ws_max_subscriptions,
             clock_skew=settings.clerk.clock_skew_seconds)
-        origins = frozenset(origin.rstrip("/").lower() for origin in
-                            (*settings.gateway.cors_origins, *settings.clerk.authorized_parties))
+        origin_allowed = _origin_check((*settings.gateway.cors_origins, *settings.clerk.authorized_parties))
         graphql_guard = next((guard for guard in guards if isinstance(guard, GraphQLLimitsGuard)), None)
         check_query = _subscription_check(graphql_guard) if graphql_guard is not None else None
         socket_proxies: dict[str, WebSocketProxy] = {}
         for name, backend in settings.backends.items():
             adapter = create_adapter(name, backend, services)
             socket_proxies[name] = WebSocketProxy(
-                adapter, verifier, cookie_names=settings.clerk.session_cookie_names, allowed_origins=origins,
+                adapter, verifier, cookie_names=settings.clerk.session_cookie_names, origin_allowed=origin_allowed,
                 limits=ws_limits, registry=websockets, check_query=check_query)
             upstream = create_upstream_client(settings.gateway.upstream_client, backend.max_connections)
             adapters[name] = adapter

@@ -78,12 +78,12 @@ class WebSocketProxy:
     """The WebSocket half of one backend; ``handle`` runs for the socket's whole life."""
 
     def __init__(self, adapter: Adapter, verifier: TokenVerifier, *, cookie_names: Sequence[str],
-                 allowed_origins: frozenset[str], limits: WebSocketLimits, registry: SocketRegistry,
+                 origin_allowed: Callable[[str], bool], limits: WebSocketLimits, registry: SocketRegistry,
                  check_query: QueryCheck | None = None) -> None:
         self.adapter = adapter
         self.verifier = verifier
         self.cookie_names = tuple(cookie_names)
-        self.allowed_origins = allowed_origins
+        self.origin_allowed = origin_allowed
         self.limits = limits
         self.registry = registry
         self.check_query = check_query
@@ -115,7 +115,7 @@ class WebSocketProxy:
         if cookie is None or cookie_value(cookie.decode("latin-1"), self.cookie_names) is None:
             return False
         origin = next((value.decode("latin-1") for name, value in headers if name == b"origin"), None)
-        return origin is None or origin.rstrip("/").lower() not in self.allowed_origins
+        return origin is None or not self.origin_allowed(origin)
 
 
 def _payload_token(payload: Any) -> str | None:
