@@ -341,6 +341,9 @@ class _Socket:
                     await self.send({"type": "websocket.send", "bytes": frame})
         except ConnectionClosed:
             pass
+        except Exception:  # the client side failed (gone mid-send): end the socket, don't leak the task's error
+            self.close_soon(1011, "relay failed")
+            return
         if upstream is not self.upstream:
             return  # retired after a renewal: its end is not the socket's
         code = upstream.close_code
