@@ -78,3 +78,24 @@ async def test_mint_sockets_carry_a_minted_token(gateway: GatewayProcess, ws_ups
     claims = jwt.get_unverified_claims(minted)
     assert claims["sub"] == "user_mws" and claims["aud"] == "minted" and claims["iss"] == "clerk-gateway"
     assert "x-hasura-admin-secret" not in connection.init_headers
+
+
+async def test_socket_refusals_and_open_sockets_are_in_the_metrics(gateway: GatewayProcess, mint: Mint) -> None:
+    def sample(text: str, name: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name) and not line.startswith("#"))
+
+    with gateway.client() as http:
+        before = sample(http.get("/metrics").text, "gateway_auth_failures_total")
+    async with connect(gateway.url.replace("http", "ws", 1) + "/nhost/v1/graphql", subprotocols=[TRANSPORT]) as bad:
+        await bad.send(json.dumps({"type": "connection_init", "payload": {"authToken": "not-a-jwt"}}))
+        await asyncio.wait_for(bad.wait_closed(), 5)
+        assert bad.close_code == 4403
+    async with connect(gateway.url.replace("http", "ws", 1) + "/nhost/v1/graphql", subprotocols=[TRANSPORT]) as good:
+        await good.send(json.dumps({"type": "connection_init", "payload": {"authToken": mint()}}))
+        await asyncio.wait_for(good.recv(), 5)
+        with gateway.client() as http:
+            text = http.get("/metrics").text
+        assert sample(text, "gateway_websockets_open") >= 1
+        assert sample(text, "gateway_auth_failures_total") >= before + 1
+        assert "not-a-jwt" not in text

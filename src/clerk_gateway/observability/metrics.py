@@ -44,3 +44,6 @@ TOKEN_EXCHANGES = Counter(
     "exchange mode: template tokens by outcome (hit, joined, fetched, rejected, error)",
     ["outcome"], registry=REGISTRY,
 )
+WEBSOCKETS_OPEN = Gauge(
+    "gateway_websockets_open", "WebSocket subscription sockets open in this process", registry=REGISTRY,
+)

@@ -39,7 +39,8 @@ from clerk_gateway.adapters.base import Adapter, Header
 from clerk_gateway.auth.model import VerifiedToken
 from clerk_gateway.auth.token_sources import bearer_token, cookie_value, find_token
 from clerk_gateway.auth.verifier import TokenVerifier
-from clerk_gateway.errors import AuthenticationError, GatewayError, MissingTokenError
+from clerk_gateway.errors import AuthenticationError, ForbiddenError, GatewayError, MissingTokenError
+from clerk_gateway.observability.metrics import AUTH_FAILURES
 
 from .request_id import request_id_from
 from .ws_protocols import LEGACY, TRANSPORT, WsProtocol, choose_protocol, parse
@@ -216,6 +217,8 @@ class _Socket:
         return token
 
     async def _refuse(self, error: GatewayError) -> None:
+        if isinstance(error, AuthenticationError | ForbiddenError):
+            AUTH_FAILURES.labels(error.reason).inc()  # the same counter as HTTP refusals
         log.info("websocket refused", extra={"backend": self.proxy.adapter.name, "reason": error.reason,
                                              "request_id": self.request_id})
         reason = f"Forbidden: {error.reason}"
@@ -366,6 +369,8 @@ class _Socket:
                                           "the renewal token belongs to another user or session")
             identity = await self.proxy.adapter.connection_init(fresh, self.init_payload)
         except GatewayError as error:
+            if isinstance(error, AuthenticationError | ForbiddenError):
+                AUTH_FAILURES.labels(error.reason).inc()
             log.info("websocket renewal refused", extra={"backend": self.proxy.adapter.name,
                                                          "reason": error.reason, "request_id": self.request_id})
             raise _Closed(4403, f"Forbidden: {error.reason}") from None

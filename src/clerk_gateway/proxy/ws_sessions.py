@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from clerk_gateway.observability.metrics import WEBSOCKETS_OPEN
+
 __all__ = ["LiveSocket", "SocketRegistry"]
 
 
@@ -29,9 +31,12 @@ class SocketRegistry:
 
     def add(self, socket: LiveSocket) -> None:
         self._sockets.add(socket)
+        WEBSOCKETS_OPEN.inc()
 
     def discard(self, socket: LiveSocket) -> None:
-        self._sockets.discard(socket)
+        if socket in self._sockets:
+            self._sockets.discard(socket)
+            WEBSOCKETS_OPEN.dec()
 
     def close_session(self, session_id: str, code: int = 4403, reason: str = "session ended") -> int:
         """Close every socket of ``session_id``; returns how many."""
