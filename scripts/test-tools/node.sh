@@ -1,23 +1,39 @@
 #!/usr/bin/env bash
-# Installs the npm packages of the GraphQL-over-HTTP audit (graphql-http, graphql; versions pinned by
-# tests/e2e/graphql_upstream/package-lock.json) when they are missing:
-# tests/e2e/test_graphql_http_audit.py runs graphql-http's reference server and its audit with them.
-# Node and npm themselves are not installed here; without `node` that test skips.
+# Installs the npm packages of the Node test helpers when they are missing (versions pinned by each
+# folder's package-lock.json):
+# - tests/e2e/graphql_upstream (graphql-http, graphql): tests/e2e/test_graphql_http_audit.py runs
+#   graphql-http's reference server and its audit with them;
+# - tests/e2e/ws_client (graphql-ws, ws, graphql): tests/e2e/test_websocket_npm.py subscribes through
+#   the gateway with the graphql-ws client.
+# Node and npm themselves are not installed here; without `node` those tests skip.
 # Idempotent, and quiet unless the install fails (then npm's output is shown).
 set -euo pipefail
-cd "$(dirname "$0")/../../tests/e2e/graphql_upstream"
+cd "$(dirname "$0")/../../tests/e2e"
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  echo "node.sh: node/npm not found; the graphql-http audit test will be skipped" >&2
+  echo "node.sh: node/npm not found; the graphql-http audit and graphql-ws client tests will be skipped" >&2
   exit 0
 fi
-if [ -f node_modules/graphql-http/package.json ] && [ -f node_modules/graphql/package.json ] \
-    && [ node_modules/.package-lock.json -nt package-lock.json ]; then
-  exit 0
-fi
-output="$(mktemp)"
-trap 'rm -f "$output"' EXIT
-if ! npm ci --no-audit --no-fund --loglevel=error >"$output" 2>&1; then
-  cat "$output" >&2
-  echo "node.sh: npm ci failed in tests/e2e/graphql_upstream" >&2
-  exit 1
-fi
+
+# npm_ci DIR PACKAGE...: `npm ci` in DIR unless every PACKAGE is installed from the current lock file.
+npm_ci() {
+  local dir="$1" package missing=0
+  shift
+  for package in "$@"; do
+    [ -f "$dir/node_modules/$package/package.json" ] || missing=1
+  done
+  if [ "$missing" -eq 0 ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+    return 0
+  fi
+  local output
+  output="$(mktemp)"
+  if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >"$output" 2>&1; then
+    cat "$output" >&2
+    rm -f "$output"
+    echo "node.sh: npm ci failed in tests/e2e/$dir" >&2
+    exit 1
+  fi
+  rm -f "$output"
+}
+
+npm_ci graphql_upstream graphql-http graphql
+npm_ci ws_client graphql-ws ws graphql
