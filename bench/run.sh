@@ -15,6 +15,18 @@ root="$(dirname "$here")"
 work="$here/.work"
 mkdir -p "$work"
 
+# `bash bench/run.sh --ws-scale [flags]`: the WebSocket scale check (bench/ws_scale.py) instead of the
+# HTTP benchmark. It needs only the project venv (no nginx, no wrk) and stops what it starts itself.
+if [ "${1:-}" = "--ws-scale" ]; then
+  shift
+  py="$root/.venv/bin/python"
+  if [ ! -x "$py" ]; then "${PYTHON:-python3}" -m venv "$root/.venv"; fi
+  if ! "$py" -c 'import clerk_gateway, websockets, cryptography' >/dev/null 2>&1; then
+    (cd "$root" && "$py" -m pip install -q -e '.[dev]')
+  fi
+  exec "$py" "$here/ws_scale.py" "$@"
+fi
+
 if [ "$(id -u)" -eq 0 ]; then sudo_cmd=(); else sudo_cmd=(sudo); fi
 
 # Which targets were asked for: the Node peer only needs node/npm when it is one of them.

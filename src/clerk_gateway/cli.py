@@ -47,7 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loop="uvloop" if sys.platform != "win32" else "asyncio", http=edge_http_protocol(EdgeLimits(
             max_header_bytes=gateway.max_header_bytes, header_timeout=gateway.client_header_timeout_seconds)),
         log_config=uvicorn_log_config(gateway.log_level, gateway.log_format),
-        ws=GatewayWebSocketProtocol, ws_max_size=gateway.ws_max_message_bytes,
+        # permessage-deflate keeps a zlib compressor and decompressor per socket (~40 KB, docs/performance.md)
+        # for frames that are small anyway; the gateway-to-upstream leg is uncompressed too.
+        ws=GatewayWebSocketProtocol, ws_max_size=gateway.ws_max_message_bytes, ws_per_message_deflate=False,
         access_log=False, server_header=False, date_header=False, proxy_headers=False, lifespan="on",
         timeout_keep_alive=gateway.keep_alive_timeout_seconds, timeout_graceful_shutdown=10,
     )
