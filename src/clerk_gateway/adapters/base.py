@@ -159,6 +159,11 @@ class Adapter(ABC):
         identity = await self.identity_headers(token, request, Route(upstream_url=""))
         return {"headers": {name.decode("latin-1"): value.decode("latin-1") for name, value in identity}}
 
+    async def renewed_connection_init(self, token: VerifiedToken, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``connection_init`` payload for a socket renewed with ``token`` (the default: the same as
+        for a new socket). An adapter whose identity is cached per session refreshes it here."""
+        return await self.connection_init(token, payload)
+
     def socket_identity_expires(self) -> bool:
         """Whether the identity given upstream on a socket expires with the client's token (a
         forwarded or exchanged token): a renewal then needs a new upstream connection."""

@@ -8,6 +8,7 @@ proxy's header policy, and in ``admin_secret`` mode the role is always set expli
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -232,6 +233,14 @@ class HasuraAdapter(Adapter):
 
     def socket_identity_expires(self) -> bool:
         return self.hasura.auth_mode in ("forward", "exchange")
+
+    async def renewed_connection_init(self, token: VerifiedToken, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """In ``exchange`` mode the cached template token is about as old as the socket's first one:
+        a renewed upstream connection must carry a freshly exchanged token that outlives it."""
+        exchanger = self.services.exchanger
+        if self.hasura.auth_mode == "exchange" and exchanger is not None and token.session_id is not None:
+            exchanger.forget_session(token.session_id)
+        return await self.connection_init(token, payload)
 
     def probe_url(self) -> str | None:
         return self.hasura.url + "/healthz"

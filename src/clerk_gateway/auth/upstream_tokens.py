@@ -49,3 +49,9 @@ class TokenExchanger(Protocol):
         failing; nothing reaches the backend in either case.
         """
         ...
+
+    def forget_session(self, session_id: str) -> None:
+        """Drop the session's cached tokens, so the next call asks Clerk again: a renewed socket
+        needs a token that outlives the one its old upstream connection carried, and a session
+        revoked elsewhere (a webhook) must not be served from the cache."""
+        ...

@@ -367,7 +367,7 @@ class _Socket:
             if fresh.subject != previous.subject or fresh.session_id != previous.session_id:
                 raise AuthenticationError("renewal-other-session",
                                           "the renewal token belongs to another user or session")
-            identity = await self.proxy.adapter.connection_init(fresh, self.init_payload)
+            identity = await self.proxy.adapter.renewed_connection_init(fresh, self.init_payload)
         except GatewayError as error:
             if isinstance(error, AuthenticationError | ForbiddenError):
                 AUTH_FAILURES.labels(error.reason).inc()

@@ -33,6 +33,9 @@ class FakeExchanger:
         self.calls.append((session_id, template))
         return f"template-{template}-{session_id}"
 
+    def forget_session(self, session_id: str) -> None:
+        self.calls.append((session_id, "<forgotten>"))
+
 
 def adapter(mode: str, **fields: Any) -> HasuraAdapter:
     values: dict[str, Any] = {"url": "http://hasura:8080", "auth_mode": mode, "allowed_roles": ["user", "editor"]}
@@ -129,3 +132,15 @@ def test_websocket_urls_and_which_modes_expire_upstream() -> None:
     assert adapter("forward").websocket_url("/v1/metadata") is None
     assert adapter("forward").socket_identity_expires() and adapter("exchange", template="t").socket_identity_expires()
     assert not adapter("mint").socket_identity_expires()
+
+
+async def test_a_renewed_exchange_socket_gets_a_freshly_exchanged_token() -> None:
+    """The cached template token is as old as the socket's first one; the renewed upstream
+    connection must carry one that outlives it, so the cache entry is dropped first."""
+    a = adapter("exchange", template="hasura")
+    exchanger = FakeExchanger()
+    a.services = AdapterServices(exchanger=exchanger)
+    await a.renewed_connection_init(token(), {})
+    assert exchanger.calls == [("sess_1", "<forgotten>"), ("sess_1", "hasura")]
+    plain = adapter("forward")
+    assert await plain.renewed_connection_init(token(), {}) == await plain.connection_init(token(), {})
