@@ -16,6 +16,14 @@ Any other path answers ``{"data": {"echo": {...}}}`` describing what arrived. A 
 ``gzip``            :data:`GZIP_BODY` with ``Content-Encoding: gzip`` — must pass through untouched.
 ``large``           ``x-test-size`` bytes of :func:`large_body`, streamed in 64 KiB chunks.
 ``abort``           drop the connection without answering — an upstream crash.
+``sse``             ``Content-Type: text/event-stream``: the ``x-test-events`` (default 3) chunks of
+                    :func:`event_chunks`, each written only after the test called :meth:`Gate.step`
+                    on the gate named by ``x-test-gate`` (or, with ``x-test-interval: <seconds>``, the
+                    first at once and each next one that many seconds later — a slow stream).
+``multipart``       the same with ``Content-Type: multipart/mixed; boundary="-"`` and incremental-delivery
+                    parts (``@defer``/``@stream``). For both: ``x-test-content-type`` overrides the
+                    content type, ``x-test-encoding: gzip`` compresses (one sync-flushed gzip member,
+                    :func:`gzip_stream`), and the gate counts what was written (:attr:`Gate.events_sent`).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import gzip
 import json
 import random
 import threading
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,19 +41,56 @@ from aiohttp import web
 
 from .ports import BackgroundServer
 
-__all__ = ["FIRST_CHUNK", "GZIP_BODY", "GZIP_PLAIN", "LAST_CHUNK", "Gate", "RecordedRequest",
-           "RecordingUpstream", "large_body"]
+__all__ = ["FIRST_CHUNK", "GZIP_BODY", "GZIP_PLAIN", "LAST_CHUNK", "MULTIPART_CONTENT_TYPE", "SSE_CONTENT_TYPE",
+           "Gate", "RecordedRequest", "RecordingUpstream", "event_chunks", "gzip_stream", "large_body"]
 
 FIRST_CHUNK = b'{"data":{"first":"' + b"f" * 64 + b'",'
 LAST_CHUNK = b'"last":"' + b"l" * 64 + b'"}}'
 GZIP_PLAIN = json.dumps({"data": {"compressed": "z" * 2048}}).encode()
 GZIP_BODY = gzip.compress(GZIP_PLAIN, mtime=0)
 _CHUNK = 64 * 1024
+SSE_CONTENT_TYPE = "text/event-stream"
+MULTIPART_CONTENT_TYPE = 'multipart/mixed; boundary="-"'
+_PART_HEAD = b"\r\n---\r\ncontent-type: application/json; charset=utf-8\r\n\r\n"
+_MULTIPART_END = b"\r\n-----\r\n"
 
 
 def large_body(size: int) -> bytes:
     """Deterministic, incompressible bytes: a truncated or reordered relay changes the digest."""
     return random.Random(size).randbytes(size)
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def event_chunks(mode: str, count: int) -> list[bytes]:
+    """What the ``sse``/``multipart`` modes write, one chunk per event, in order.
+
+    ``sse``: graphql-sse ``next`` events. ``multipart``: the initial result with a pending
+    ``@stream``, then one incremental part per item; the last part carries ``hasNext: false`` and
+    the closing delimiter.
+    """
+    if mode == "sse":
+        return [b"event: next\ndata: " + _compact({"data": {"n": index}}) + b"\n\n" for index in range(count)]
+    if mode != "multipart":
+        raise ValueError(f"not an event-stream mode: {mode!r}")
+    parts = []
+    for index in range(count):
+        more = index < count - 1
+        payload = ({"data": {"items": []}, "pending": [{"id": "0", "path": ["items"]}], "hasNext": more}
+                   if index == 0 else {"incremental": [{"id": "0", "items": [index]}], "hasNext": more})
+        parts.append(_PART_HEAD + _compact(payload) + (b"" if more else _MULTIPART_END))
+    return parts
+
+
+def gzip_stream(chunks: list[bytes]) -> list[bytes]:
+    """``chunks`` as one gzip member, each chunk sync-flushed so that it can be decoded as soon as it
+    arrives; the last item is the member's trailer. Deterministic: the test computes the same bytes."""
+    compressor = zlib.compressobj(wbits=31)
+    out = [compressor.compress(chunk) + compressor.flush(zlib.Z_SYNC_FLUSH) for chunk in chunks]
+    out.append(compressor.flush())
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +139,50 @@ class Gate:
     last_sent: threading.Event = field(default_factory=threading.Event)
     disconnected: threading.Event = field(default_factory=threading.Event)
     _release: asyncio.Event = field(default_factory=asyncio.Event)
+    # event-stream modes: one step per event; the handler counts what it wrote
+    _steps: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(0))
+    _progress: threading.Condition = field(default_factory=threading.Condition)
+    _events_sent: int = 0
 
     def release(self) -> None:
+        """Let the held handler go on; in the event-stream modes every remaining event goes out."""
         self._server.call_soon(self._release.set)
+
+    def step(self, count: int = 1) -> None:
+        """Event-stream modes: let the handler write its next ``count`` events."""
+        for _ in range(count):
+            self._server.call_soon(self._steps.release)
+
+    @property
+    def events_sent(self) -> int:
+        """How many events the handler has written so far (event-stream modes)."""
+        with self._progress:
+            return self._events_sent
+
+    def wait_events_sent(self, count: int, timeout: float) -> bool:
+        """Block (test thread) until the handler wrote at least ``count`` events."""
+        with self._progress:
+            return self._progress.wait_for(lambda: self._events_sent >= count, timeout)
+
+    def event_sent(self) -> None:
+        """Handler side: one more event was written."""
+        with self._progress:
+            self._events_sent += 1
+            self._progress.notify_all()
+
+    async def wait_step(self, max_seconds: float) -> bool:
+        """Handler side: wait for the next :meth:`step` (or a :meth:`release`); False on timeout."""
+        if self._release.is_set():
+            return True
+        step = asyncio.ensure_future(self._steps.acquire())
+        released = asyncio.ensure_future(self._release.wait())
+        try:
+            done, _ = await asyncio.wait((step, released), timeout=max_seconds,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            step.cancel()
+            released.cancel()
+        return bool(done)
 
     async def wait_released(self, max_seconds: float) -> bool:
         try:
@@ -184,6 +271,8 @@ class RecordingUpstream(BackgroundServer):
         gate_name = request.headers.get("x-test-gate", mode)
         if mode == "stream":
             return await self._stream(request, self.gate(gate_name))
+        if mode in ("sse", "multipart"):
+            return await self._event_stream(request, mode, self.gate(gate_name))
         if mode == "hang":
             gate = self.gate(gate_name)
             try:
@@ -232,5 +321,37 @@ class RecordingUpstream(BackgroundServer):
                 await response.write(data[start:start + _CHUNK])
             await response.write_eof()
         except ConnectionError:
+            raise asyncio.CancelledError() from None  # the peer is gone: end quietly
+        return response
+
+    async def _event_stream(self, request: web.Request, mode: str, gate: Gate) -> web.StreamResponse:
+        chunks = event_chunks(mode, int(request.headers.get("x-test-events", "3")))
+        interval = request.headers.get("x-test-interval")
+        default_type = SSE_CONTENT_TYPE if mode == "sse" else MULTIPART_CONTENT_TYPE
+        headers = {"Content-Type": request.headers.get("x-test-content-type", default_type),
+                   "Cache-Control": "no-cache"}
+        trailer = b""
+        if request.headers.get("x-test-encoding") == "gzip":
+            headers["Content-Encoding"] = "gzip"
+            *chunks, trailer = gzip_stream(chunks)
+        response = web.StreamResponse(headers=headers)
+        try:
+            await response.prepare(request)  # the head goes out now, before the first event
+            for index, chunk in enumerate(chunks):
+                if interval is None:
+                    await gate.wait_step(self.gate_max_seconds)
+                elif index:
+                    await asyncio.sleep(float(interval))
+                await response.write(chunk)
+                gate.event_sent()
+            if trailer:
+                await response.write(trailer)
+            await response.write_eof()
+            gate.last_sent.set()
+        except asyncio.CancelledError:
+            gate.disconnected.set()
+            raise
+        except ConnectionError:
+            gate.disconnected.set()
             raise asyncio.CancelledError() from None  # the peer is gone: end quietly
         return response

@@ -5,6 +5,12 @@ allow-list (404/405) → declared body size (413) → token → verification (40
 the limit (413) → the adapter's identity headers → upstream. Responses are streamed chunk by chunk;
 a client that goes away cancels the upstream request. On a route that ends at token expiry (an
 event stream) one loop timer, armed only there, ends the response when the verified token expires.
+
+The head is held back until the first body bytes, so that an upstream failing before them is
+still a clean 502. An event stream (``text/event-stream``, ``multipart/mixed``; see
+:mod:`.upstream` for its timeout rule) that has no event yet is the exception: its client yields an
+empty chunk, the head goes out at once and the disconnect watcher starts — with no read timeout,
+nothing else would notice a client that leaves before the first event.
 """
 
 from __future__ import annotations
@@ -203,7 +209,7 @@ class BackendProxy:
                 timer = _expiry_timer(expires_at, state)
             state.reading = True
             try:
-                first = await anext(chunks, b"")
+                first = await anext(chunks, b"")  # b"" also when an event stream has no event yet
             except (UpstreamConnectError, UpstreamTimeout):
                 await self._refuse(send, UpstreamUnavailableError(self.adapter.name), None, request_id)
                 return

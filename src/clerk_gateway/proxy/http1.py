@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from .upstream import Header, UpstreamConnectError, UpstreamResponse, UpstreamTimeout
+from .upstream import Header, UpstreamConnectError, UpstreamResponse, UpstreamTimeout, is_event_stream
 
 _HIGH_WATER = 256 * 1024  # buffered body bytes above which the upstream socket stops being read
 _LOW_WATER = 64 * 1024
@@ -217,17 +217,30 @@ class _Http1Response:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         response = self._response
+        timeout = self._read_timeout
+        classify = timeout is not None  # an ordinary route: an event stream lifts the read timeout
+        head_only = True  # nothing of the body yielded yet
         while True:
             chunk = response.next_ready_chunk()
             if chunk is not None:
+                head_only = False
                 yield chunk
                 continue
             if response.error is not None:
                 raise response.error
             if response.complete:
                 return
+            if classify:
+                # The first wait for body bytes, once per response: an answer that arrived whole
+                # never gets here, so ordinary requests pay nothing for the check.
+                classify = False
+                if is_event_stream(response.headers):
+                    timeout = self._read_timeout = None
+                    if head_only:
+                        yield b""  # no event yet: the head can go to the client now
+                    continue
             try:
-                await response.wait(self._read_timeout)
+                await response.wait(timeout)
             except TimeoutError as exc:
                 raise UpstreamTimeout() from exc
 
