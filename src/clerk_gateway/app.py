@@ -7,6 +7,7 @@ gateway pays its framework's per-request cost on every request; the operational 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -16,6 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from clerk_gateway.auth.minting import JWKS_PATH, GatewayMinter
+from clerk_gateway.drain import DRAIN
 from clerk_gateway.edge.cors import CorsMiddleware
 from clerk_gateway.edge.keepalive import CONNECTION_CLOSE, refusal_can_keep_connection
 from clerk_gateway.errors import NotFoundError
@@ -44,6 +46,8 @@ def build_ops_app(runtime: Runtime) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
+        if DRAIN.active:  # SIGTERM: out of the balancer at once, whatever the backends say
+            return JSONResponse({"ready": False, "reason": "draining"}, status_code=503)
         ready, body = await readiness.report()
         return JSONResponse(body, status_code=200 if ready else 503)
 
@@ -124,6 +128,15 @@ class GatewayApp:
         else:
             await self.ops(scope, receive, send)
 
+    def _close_sockets_soon(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+        """Drain's listener: it runs in the signal handler, so the closing is handed to the loop."""
+        sockets = self.runtime.websockets
+
+        def close() -> None:
+            loop.call_soon_threadsafe(sockets.close_all, 1001, "server draining")
+
+        return close
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
@@ -134,6 +147,7 @@ class GatewayApp:
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": type(exc).__name__})
                     return
+                DRAIN.on_begin(self._close_sockets_soon(asyncio.get_running_loop()))
                 tune_gc()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":

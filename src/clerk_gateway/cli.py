@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from clerk_gateway import __version__
 from clerk_gateway.settings import Settings, SettingsError, load_settings
@@ -27,7 +28,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from clerk_gateway.edge.protocol import EdgeLimits, edge_http_protocol
     from clerk_gateway.observability.logging import configure_logging, uvicorn_log_config
-    from clerk_gateway.server import GatewayWebSocketProtocol
+    from clerk_gateway.server import GatewayServer, GatewayWebSocketProtocol
 
     settings = _load_or_report()
     if settings is None:
@@ -41,8 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"clerk-gateway: the settings have problems:\n  {problem}", file=sys.stderr)
             return 2
     configure_logging(gateway.log_level, gateway.log_format)
-    uvicorn.run(
-        "clerk_gateway.app:create_app", factory=True,
+    options: dict[str, Any] = dict(
         host=gateway.host, port=gateway.port, workers=gateway.workers,
         loop="uvloop" if sys.platform != "win32" else "asyncio", http=edge_http_protocol(EdgeLimits(
             max_header_bytes=gateway.max_header_bytes, header_timeout=gateway.client_header_timeout_seconds)),
@@ -53,6 +53,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False, server_header=False, date_header=False, proxy_headers=False, lifespan="on",
         timeout_keep_alive=gateway.keep_alive_timeout_seconds, timeout_graceful_shutdown=10,
     )
+    if gateway.workers > 1:
+        # uvicorn's supervisor builds its workers' servers itself: they get its graceful shutdown, not the drain
+        uvicorn.run("clerk_gateway.app:create_app", factory=True, **options)
+        return 0
+    config = uvicorn.Config("clerk_gateway.app:create_app", factory=True, **options)
+    GatewayServer(config, drain_seconds=gateway.drain_seconds).run()
     return 0
 
 

@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
+import time
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, cast
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from clerk_gateway.drain import DRAIN
 
 
 class CoalescingTransport:
@@ -99,3 +105,27 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.close_sent = True
         super().shutdown()
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server with the gateway's drain (:mod:`clerk_gateway.drain`) before its own
+    graceful shutdown, and a clean exit (status 0) after a drain that SIGTERM started."""
+
+    def __init__(self, config: uvicorn.Config, *, drain_seconds: float) -> None:
+        super().__init__(config)
+        self.drain_seconds = drain_seconds
+        self._drain_deadline: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM and self._drain_deadline is None and self.started and self.drain_seconds > 0:
+            self._drain_deadline = time.monotonic() + self.drain_seconds
+            DRAIN.begin()  # not recorded as a captured signal: a finished drain is a normal exit
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        deadline = self._drain_deadline
+        if deadline is not None and not self.should_exit and (
+                not self.server_state.tasks or time.monotonic() >= deadline):
+            self.should_exit = True
+        return await super().on_tick(counter)

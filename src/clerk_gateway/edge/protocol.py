@@ -41,6 +41,7 @@ from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
+from clerk_gateway.drain import DRAIN
 from clerk_gateway.errors import GatewayError
 from clerk_gateway.proxy.responses import render_error
 from clerk_gateway.server import CoalescingTransport, GatewayHttpProtocol
@@ -147,6 +148,8 @@ class EdgeHttpToolsProtocol(GatewayHttpProtocol):
         self._in_head = False
         self._cancel_head_timer()
         super().on_headers_complete()
+        if DRAIN.active and self.cycle is not None:
+            self.cycle.keep_alive = False  # draining: this answer says Connection: close
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

@@ -36,6 +36,7 @@ class GatewaySettings(SettingsBase):
     issuer: str = "clerk-gateway"
     jwks_max_age_seconds: int = Field(default=300, ge=0, le=86400)
     ws_init_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    drain_seconds: float = Field(default=20.0, ge=0, le=3600)
     ws_max_message_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     ws_max_subscriptions: int = Field(default=100, ge=1, le=100_000)
     config_file: str | None = None
