@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from clerk_gateway.adapters.base import Adapter, AdapterServices
+from clerk_gateway.adapters.base import EXCHANGER, MINTER, Adapter, AdapterServices
 from clerk_gateway.adapters.registry import create_adapter
 from clerk_gateway.auth.keys import build_key_provider
 from clerk_gateway.auth.token_cache import VerifiedTokenCache
@@ -64,17 +64,16 @@ def _subscription_check(guard: GraphQLLimitsGuard) -> Callable[[str, bytes | Non
     return check
 
 
-def build_adapter_services(settings: Settings, http: httpx.AsyncClient) -> AdapterServices:
-    """The ``mint`` signer and the ``exchange`` client, each built only when a backend uses it
-    (the settings loader already refused a mint backend without a signing key file and an
-    exchange backend without ``CLERK_SECRET_KEY``)."""
-    modes = {getattr(backend, "auth_mode", None) for backend in settings.backends.values()}
+def build_adapter_services(needed: Set[str], settings: Settings, http: httpx.AsyncClient) -> AdapterServices:
+    """The ``mint`` signer and the ``exchange`` client, each built only when an adapter says it
+    needs it (:meth:`Adapter.services_needed`; the settings loader already refused a mint backend
+    without a signing key file and an exchange backend without ``CLERK_SECRET_KEY``)."""
     minter = exchanger = None
-    if "mint" in modes:
+    if MINTER in needed:
         from clerk_gateway.auth.minting import build_minter
 
         minter = build_minter(settings.gateway)
-    if "exchange" in modes:
+    if EXCHANGER in needed:
         from clerk_gateway.auth.exchange import ClerkTokenExchange
 
         assert settings.clerk.secret_key is not None
@@ -113,9 +112,13 @@ class Runtime:
             log.info("rate limits: %s", describe_rate_limits(settings.rate_limit))
         if rate_limit is not None:
             guards.append(rate_limit)  # first: a throttled client costs no GraphQL parse
-        if settings.graphql.limits_enabled:
-            guards.append(GraphQLLimitsGuard(settings.graphql))  # one guard: one parse cache for all backends
-        services = build_adapter_services(settings, client)
+        graphql_guard = GraphQLLimitsGuard(settings.graphql) if settings.graphql.limits_enabled else None
+        if graphql_guard is not None:
+            guards.append(graphql_guard)  # one guard: one parse cache for all backends
+        for name, backend in settings.backends.items():
+            adapters[name] = create_adapter(name, backend)
+        services = build_adapter_services(
+            {service for adapter in adapters.values() for service in adapter.services_needed()}, settings, client)
         websockets = SocketRegistry()
         ws_limits = WebSocketLimits(
             init_timeout=settings.gateway.ws_init_timeout_seconds,
@@ -123,16 +126,15 @@ class Runtime:
             max_subscriptions=settings.gateway.ws_max_subscriptions,
             clock_skew=settings.clerk.clock_skew_seconds)
         origin_allowed = _origin_check((*settings.gateway.cors_origins, *settings.clerk.authorized_parties))
-        graphql_guard = next((guard for guard in guards if isinstance(guard, GraphQLLimitsGuard)), None)
         check_query = _subscription_check(graphql_guard) if graphql_guard is not None else None
         socket_proxies: dict[str, WebSocketProxy] = {}
         for name, backend in settings.backends.items():
-            adapter = create_adapter(name, backend, services)
+            adapter = adapters[name]
+            adapter.services = services
             socket_proxies[name] = WebSocketProxy(
                 adapter, verifier, cookie_names=settings.clerk.session_cookie_names, origin_allowed=origin_allowed,
                 limits=ws_limits, registry=websockets, check_query=check_query)
             upstream = create_upstream_client(settings.gateway.upstream_client, backend.max_connections)
-            adapters[name] = adapter
             upstreams.append(upstream)
             proxies[name] = BackendProxy(
                 adapter, upstream, verifier,

@@ -113,7 +113,7 @@ class Adapter(ABC):
         self.accepted_kinds: frozenset[TokenKind] = (
             frozenset(kinds) if kinds is not None else self.default_token_kinds
         )
-        #: Set by the registry right after construction (:func:`~clerk_gateway.adapters.registry.create_adapter`).
+        #: Set by the runtime once every adapter said what it needs (:meth:`services_needed`).
         self.services = AdapterServices()
 
     def services_needed(self) -> frozenset[str]:

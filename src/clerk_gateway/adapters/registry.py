@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from clerk_gateway.settings.complex_values import problem_message
 from clerk_gateway.settings.problems import Problems
 
-from .base import Adapter, AdapterServices, BackendSettings
+from .base import Adapter, BackendSettings
 
 ENTRY_POINT_GROUP = "clerk_gateway.adapters"
 
@@ -89,8 +89,5 @@ def build_backend_settings(raw: Mapping[str, Any], problems: Problems) -> dict[s
     return result
 
 
-def create_adapter(name: str, settings: BackendSettings, services: AdapterServices | None = None) -> Adapter:
-    adapter = adapter_classes()[settings.adapter](name, settings)
-    if services is not None:
-        adapter.services = services
-    return adapter
+def create_adapter(name: str, settings: BackendSettings) -> Adapter:
+    return adapter_classes()[settings.adapter](name, settings)
