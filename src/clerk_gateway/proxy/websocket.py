@@ -322,12 +322,11 @@ class _Socket:
         check = self.proxy.check_query
         query = payload.get("query") if isinstance(payload, dict) else None
         if check is not None and isinstance(query, str):
-            role = None
+            # the role the client asked for, matched without case as Adapter.connection_init reads it
             headers = self.init_payload.get("headers")
-            if isinstance(headers, dict):
-                value = headers.get("x-hasura-role") or headers.get("X-Hasura-Role")
-                role = value.encode() if isinstance(value, str) else None
-            return check(query, role)
+            value = next((value for name, value in headers.items() if str(name).lower() == "x-hasura-role"),
+                         None) if isinstance(headers, dict) else None
+            return check(query, value.encode() if isinstance(value, str) else None)
         return None
 
     async def _upstream_to_client(self, upstream: ClientConnection) -> None:
