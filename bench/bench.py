@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokens", type=int, default=1000, help="distinct users / tokens (default 1000)")
     parser.add_argument("--no-single", action="store_true", help="skip the one-connection latency runs")
     parser.add_argument("--no-mint", action="store_true", help="skip the mint-mode gateway row")
+    parser.add_argument("--no-tracing", action="store_true",
+                        help="skip the interleaved tracing off vs on comparison")
     parser.add_argument("--no-keepalive-check", action="store_true",
                         help="skip the check that no refusal leaves a client with a dead keep-alive connection")
     parser.add_argument("--gateway-env", type=_assignment, action="append", default=[], metavar="VAR=VALUE",
@@ -320,15 +322,31 @@ class Bench:
             self.notes.append(line)
 
     def paired_mint(self) -> None:
-        """mint against admin_secret measured *interleaved*: both gateways up at once, the load
-        alternating between them in short slices, so that the VM's drift over a run falls on both
-        alike. The table's bracketed rows show the same comparison measured the ordinary way."""
+        """mint against admin_secret, interleaved (see :meth:`interleaved`)."""
+        base_env = dict(self.args.gateway_env)
+        self.interleaved("mint vs admin_secret", [("admin_secret", base_env),
+                                                  ("mint", {**base_env, targets.AUTH_MODE_KEY: "mint"})])
+
+    def paired_tracing(self) -> None:
+        """Tracing off (the default) against on, interleaved: ``always_on`` records and exports every
+        request (to nginx's sink; the worst case), ``parentbased_traceidratio`` 0.1 one in ten (what
+        docs/deploy.md suggests for production) and 0.01; the rest are propagated but not recorded."""
+        assert self.direct is not None
+        base_env = dict(self.args.gateway_env)
+        self.interleaved("tracing off vs on", [
+            ("off", base_env),
+            ("on, every request sampled", {**base_env, **targets.tracing_env(self.direct, sampler="always_on")}),
+            ("on, 1 in 10 sampled", {**base_env, **targets.tracing_env(self.direct, ratio=0.1)}),
+            ("on, 1 in 100 sampled", {**base_env, **targets.tracing_env(self.direct, ratio=0.01)}),
+        ])
+
+    def interleaved(self, title: str, variants: list[tuple[str, dict[str, str]]]) -> None:
+        """Gateway variants measured *interleaved*: all up at once, the load alternating between them
+        in short slices, so that the VM's drift over a run falls on every variant alike. Each is
+        reported as a ratio to direct and to the first variant."""
         assert self.direct is not None
         workers = self.args.workers[0]
-        base_env = dict(self.args.gateway_env)
-        mint_env = {**base_env, targets.AUTH_MODE_KEY: "mint"}
-        specs = [TargetSpec("gateway", f"paired admin_secret w={workers}", workers, base_env),
-                 TargetSpec("gateway", f"paired mint w={workers}", workers, mint_env)]
+        specs = [TargetSpec("gateway", f"paired {name} w={workers}", workers, env) for name, env in variants]
         slices, length = (2, "3s") if self.args.quick else (4, "5s")
         started = [self.start(spec) for spec in specs]
         try:
@@ -337,7 +355,7 @@ class Bench:
                 self.check_answers(target)
                 self.wrk(target, connections=self.args.connections, threads=self.args.threads,
                          duration=self.warmup, tag="paired-warmup")
-            print(f"bench: mint vs admin_secret interleaved, {slices} x {length} each", file=sys.stderr, flush=True)
+            print(f"bench: {title} interleaved, {slices} x {length} each", file=sys.stderr, flush=True)
             for n in range(slices):
                 for index, target in enumerate(started):
                     tree = target.managed.tree()
@@ -351,11 +369,11 @@ class Bench:
             direct_rps = next((r.load.rps for r in self.results if r.kind == "direct"), float("nan"))
             rates = [requests / seconds if seconds else float("nan") for requests, seconds, _ in totals]
             cpu = [cpu_s * 1e6 / requests if requests else float("nan") for requests, _, cpu_s in totals]
-            self.notes.append(
-                f"mint vs admin_secret, interleaved ({slices} x {length} slices each, w={workers}): admin_secret "
-                f"{rates[0]:,.0f} req/s (ratio {rates[0] / direct_rps:.3f}, {cpu[0]:.0f} µs CPU/request), mint "
-                f"{rates[1]:,.0f} req/s (ratio {rates[1] / direct_rps:.3f}, {cpu[1]:.0f} µs CPU/request): "
-                f"mint = {rates[1] / rates[0]:.2f} x admin_secret")
+            parts = [f"{name} {rate:,.0f} req/s (ratio {rate / direct_rps:.3f}, {cpu_us:.0f} µs CPU/request"
+                     + (f", {rate / rates[0]:.2f} x {variants[0][0]})" if index else ")")
+                     for index, ((name, _), rate, cpu_us) in enumerate(zip(variants, rates, cpu, strict=True))]
+            self.notes.append(f"{title}, interleaved ({slices} x {length} slices each, w={workers}): "
+                              + "; ".join(parts))
         finally:
             for target in started:
                 self.supervisor.stop(target.managed)
@@ -436,6 +454,8 @@ class Bench:
                 self.supervisor.stop(target.managed)
         if "gateway" in self.args.only and not self.args.no_mint:
             self.paired_mint()
+        if "gateway" in self.args.only and not self.args.no_tracing:
+            self.paired_tracing()
         if self.memory_minutes > 0 and "gateway" in self.args.only:
             self.memory = self.memory_run(max(self.args.workers))
         meta["finished"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

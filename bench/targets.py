@@ -37,7 +37,7 @@ MIN_NODE = (20, 18, 1)
 KINDS = ("direct", "gateway", "naive", "node")
 
 # Variables that would change how the gateway (or a peer) behaves if inherited from the shell.
-_INHERITED_PREFIXES = ("CLERK_", "GATEWAY_", "PEER_", "HASURA_", "NHOST_", "FAUNA_")
+_INHERITED_PREFIXES = ("CLERK_", "GATEWAY_", "PEER_", "HASURA_", "NHOST_", "FAUNA_", "OTEL_")
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,12 @@ http {{
             return 200 '{UPSTREAM_BODY}';
         }}
 
+        # the traces sink for the tracing-on rows: the gateway's OTLP exporter posts its batches here
+        location = /v1/traces {{
+            limit_except POST {{ deny all; }}
+            return 200;
+        }}
+
         location / {{
             return 404;
         }}
@@ -139,6 +145,15 @@ def start_direct(supervisor: Supervisor, work: Path) -> Target:
 
 def upstream_base(direct: Target) -> str:
     return direct.url.removesuffix("/v1/graphql")
+
+
+def tracing_env(direct: Target, *, sampler: str = "always_on", ratio: float | None = None) -> dict[str, str]:
+    """Tracing on, exporting OTLP/HTTP to nginx's ``/v1/traces`` sink. ``always_on`` records every
+    request (wrk sends no ``traceparent``); a ``ratio`` samples that share of them."""
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": upstream_base(direct), "OTEL_TRACES_SAMPLER": sampler}
+    if ratio is not None:
+        env.update({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(ratio)})
+    return env
 
 
 #: ``TargetSpec.env`` key (not passed on) that picks the backend's identity mode for a gateway row.

@@ -22,7 +22,7 @@ from clerk_gateway.auth.verifier import TokenVerifier, VerifierPolicy
 from clerk_gateway.edge.cors import normalize_origin
 from clerk_gateway.graphql import GraphQLLimitsGuard
 from clerk_gateway.proxy.guards import RequestGuard
-from clerk_gateway.proxy.http import BackendProxy
+from clerk_gateway.proxy.http import BackendProxy, TracedBackendProxy
 from clerk_gateway.proxy.upstream import UpstreamClient, create_upstream_client
 from clerk_gateway.proxy.websocket import WebSocketLimits, WebSocketProxy
 from clerk_gateway.proxy.ws_sessions import SocketRegistry
@@ -94,15 +94,22 @@ class Runtime:
     services: AdapterServices = field(default_factory=AdapterServices)
     socket_proxies: dict[str, WebSocketProxy] = field(default_factory=dict)
     websockets: SocketRegistry = field(default_factory=SocketRegistry)
+    tracing: Any = None  # observability.tracing.Tracing when on; that module is imported only then
 
     @classmethod
-    def build(cls, settings: Settings, *, http: httpx.AsyncClient | None = None) -> Runtime:
+    def build(cls, settings: Settings, *, http: httpx.AsyncClient | None = None, tracing: Any = None) -> Runtime:
+        """``tracing``: a ready :class:`~clerk_gateway.observability.tracing.Tracing` (tests with an
+        in-memory exporter); otherwise one is built when the settings turn tracing on."""
+        if tracing is None and settings.tracing is not None:
+            from clerk_gateway.observability.tracing import build_tracing
+
+            tracing = build_tracing(settings.tracing)
         client = http or httpx.AsyncClient(timeout=httpx.Timeout(5.0), trust_env=False,
                                            headers={"user-agent": "clerk-gateway"})
-        keys = build_key_provider(settings.clerk, client)
+        keys = build_key_provider(settings.clerk, client, tracing=tracing)
         cache_size = settings.gateway.verified_token_cache_size
         verifier = TokenVerifier(keys, VerifierPolicy.from_clerk(settings.clerk),
-                                 cache=VerifiedTokenCache(cache_size) if cache_size else None)
+                                 cache=VerifiedTokenCache(cache_size) if cache_size else None, tracing=tracing)
         adapters: dict[str, Adapter] = {}
         proxies: dict[str, BackendProxy] = {}
         upstreams: list[UpstreamClient] = []
@@ -136,15 +143,16 @@ class Runtime:
                 limits=ws_limits, registry=websockets, check_query=check_query)
             upstream = create_upstream_client(settings.gateway.upstream_client, backend.max_connections)
             upstreams.append(upstream)
-            proxies[name] = BackendProxy(
+            proxy_class = BackendProxy if tracing is None else TracedBackendProxy
+            proxies[name] = proxy_class(
                 adapter, upstream, verifier,
                 cookie_names=settings.clerk.session_cookie_names,
                 max_body_bytes=settings.gateway.max_body_bytes,
                 access_log=settings.gateway.access_log, guards=guards,
-                body_timeout=settings.gateway.client_body_timeout_seconds or None,
+                body_timeout=settings.gateway.client_body_timeout_seconds or None, tracing=tracing,
             )
         return cls(settings, client, keys, verifier, adapters, proxies, upstreams, rate_limit, services,
-                   socket_proxies, websockets)
+                   socket_proxies, websockets, tracing)
 
     async def start(self) -> None:
         await self.keys.start()
@@ -162,3 +170,5 @@ class Runtime:
         if self.rate_limit is not None:
             await self.rate_limit.aclose()
         await self.http.aclose()
+        if self.tracing is not None:
+            await self.tracing.shutdown()  # last: the spans of everything closed above are flushed too

@@ -30,7 +30,7 @@ __all__ = ["ADMIN_SECRET", "ISSUER", "GatewayProcess", "gateway_env", "hasura_ba
 ISSUER = "https://clerk.test.local"
 ADMIN_SECRET = "test-admin-secret"
 _SRC = Path(__file__).resolve().parents[2] / "src"
-_SCRUBBED_PREFIXES = ("CLERK_", "GATEWAY_", "HASURA_")
+_SCRUBBED_PREFIXES = ("CLERK_", "GATEWAY_", "HASURA_", "OTEL_")
 
 
 def hasura_backend(url: str, **fields: Any) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
@@ -33,6 +33,9 @@ from clerk_gateway.auth.jwk import JwksDocumentError, load_jwks
 from clerk_gateway.auth.model import KeyProvider, VerificationKey
 from clerk_gateway.errors import AuthenticationError, ServiceUnavailableError
 from clerk_gateway.observability.metrics import JWKS_AGE, JWKS_FETCHES, JWKS_KEYS
+
+if TYPE_CHECKING:
+    from clerk_gateway.observability.tracing import Tracing
 
 __all__ = ["JwksCache", "KeySetStatus", "ManagedKeyProvider"]
 
@@ -100,8 +103,9 @@ class JwksCache:
                  max_stale_seconds: float = 86400.0, max_document_bytes: int = 256 * 1024,
                  fetch_timeout_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 max_keys: int = MAX_KEYS) -> None:
+                 max_keys: int = MAX_KEYS, tracing: Tracing | None = None) -> None:
         self._url = url
+        self._tracing = tracing
         self._client = client
         self._source = source
         self._headers = {"accept": "application/json", **dict(headers or {})}
@@ -223,6 +227,15 @@ class JwksCache:
     # -- fetching --------------------------------------------------------------------------------
 
     async def _fetch_and_store(self) -> bool:
+        if self._tracing is None:
+            return await self._fetch_and_store_now()
+        with self._tracing.key_fetch_span(self._source, self._url) as span:
+            stored = await self._fetch_and_store_now()
+            if not stored:
+                self._tracing.failed(span, self._last_error or "error")
+            return stored
+
+    async def _fetch_and_store_now(self) -> bool:
         try:
             async with asyncio.timeout(self._fetch_timeout):
                 document, headers = await self._fetch_document()

@@ -3,6 +3,8 @@ JWKS with the Backend API's JWKS as a fallback, chosen from the settings by :fun
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import httpx
 
 from clerk_gateway.auth.jwk import UnusableKeyError, load_pem
@@ -15,6 +17,9 @@ from clerk_gateway.auth.model import VerificationKey
 from clerk_gateway.errors import AuthenticationError, ServiceUnavailableError
 from clerk_gateway.observability.metrics import JWKS_KEYS
 from clerk_gateway.settings.clerk import ClerkConfig
+
+if TYPE_CHECKING:
+    from clerk_gateway.observability.tracing import Tracing
 
 __all__ = [
     "FallbackKeyProvider",
@@ -87,7 +92,8 @@ class FallbackKeyProvider:
         return statuses
 
 
-def build_key_provider(clerk: ClerkConfig, client: httpx.AsyncClient) -> ManagedKeyProvider:
+def build_key_provider(clerk: ClerkConfig, client: httpx.AsyncClient, *,
+                       tracing: Tracing | None = None) -> ManagedKeyProvider:
     """The key provider the settings call for: the PEM key, else the JWKS (with the Backend API fallback).
 
     Raises :class:`UnusableKeyError` for an unusable ``CLERK_JWT_KEY`` and ``ValueError`` when the
@@ -100,12 +106,12 @@ def build_key_provider(clerk: ClerkConfig, client: httpx.AsyncClient) -> Managed
     if clerk.jwks_url:
         frontend = JwksCache(clerk.jwks_url, client, source="jwks",
                              cooldown_seconds=clerk.jwks_cooldown_seconds,
-                             max_stale_seconds=clerk.jwks_max_stale_seconds)
+                             max_stale_seconds=clerk.jwks_max_stale_seconds, tracing=tracing)
     if clerk.backend_api_jwks_url and clerk.secret_key:
         backend = JwksCache(clerk.backend_api_jwks_url, client, source="backend-api",
                             headers={"authorization": f"Bearer {clerk.secret_key}"},
                             cooldown_seconds=clerk.jwks_cooldown_seconds,
-                            max_stale_seconds=clerk.jwks_max_stale_seconds)
+                            max_stale_seconds=clerk.jwks_max_stale_seconds, tracing=tracing)
     if frontend is not None and backend is not None:
         return FallbackKeyProvider(frontend, backend)
     if frontend is not None:

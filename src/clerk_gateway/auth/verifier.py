@@ -28,6 +28,7 @@ from clerk_gateway.errors import AuthenticationError, ForbiddenError, GatewayErr
 
 if TYPE_CHECKING:
     from clerk_gateway.auth.token_cache import VerifiedTokenCache
+    from clerk_gateway.observability.tracing import Tracing
     from clerk_gateway.settings.clerk import ClerkConfig
 
 __all__ = [
@@ -253,8 +254,9 @@ class TokenVerifier:
     """Verifies tokens against a key provider and a policy, with an optional verified-token cache."""
 
     def __init__(self, keys: KeyProvider, policy: VerifierPolicy, *, cache: VerifiedTokenCache | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, tracing: Tracing | None = None) -> None:
         self._keys = keys
+        self._tracing = tracing
         self.policy = policy
         self._cache = cache
         self._clock = clock
@@ -267,7 +269,14 @@ class TokenVerifier:
         if cache is not None:
             hit = cache.get(token, now)
             if hit is not None:
+                if self._tracing is not None:
+                    self._tracing.cached_verification(hit)
                 return hit
+        if self._tracing is not None:
+            return await self._tracing.verification(self._verify_fresh(token, now), cache_on=cache is not None)
+        return await self._verify_fresh(token, now)
+
+    async def _verify_fresh(self, token: str, now: float) -> VerifiedToken:
         parsed = self._parse(token)
         key = await self._key_for(parsed.jws)
         verify_signature(parsed.jws, key)
@@ -283,8 +292,8 @@ class TokenVerifier:
             expires_at=claims["exp"],
             session_id=claims.get("sid"),
         )
-        if cache is not None:
-            cache.put(token, verified, now=now)
+        if self._cache is not None:
+            self._cache.put(token, verified, now=now)
         return verified
 
     async def explain(self, token: str) -> list[Check]:

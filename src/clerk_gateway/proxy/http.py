@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clerk_gateway.adapters.base import Adapter, Header, IncomingRequest, Route
 from clerk_gateway.auth.token_sources import find_token
@@ -42,6 +42,9 @@ from .guards import RequestContext, RequestGuard
 from .headers import RequestHeaderFilter, filter_response_headers
 from .request_id import request_id_from
 from .upstream import UpstreamClient, UpstreamConnectError, UpstreamResponse, UpstreamTimeout
+
+if TYPE_CHECKING:
+    from clerk_gateway.observability.tracing import Tracing
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -80,7 +83,8 @@ class BackendProxy:
 
     def __init__(self, adapter: Adapter, client: UpstreamClient, verifier: TokenVerifier, *,
                  cookie_names: Sequence[str], max_body_bytes: int, access_log: bool = False,
-                 guards: Sequence[RequestGuard] = (), body_timeout: float | None = None) -> None:
+                 guards: Sequence[RequestGuard] = (), body_timeout: float | None = None,
+                 tracing: Tracing | None = None) -> None:
         self.adapter = adapter
         self.client = client
         self.verifier = verifier
@@ -89,6 +93,10 @@ class BackendProxy:
         self.access_log = access_log
         self.guards = tuple(guards)
         self.body_timeout = body_timeout
+        self.tracing = tracing
+        self._adapter_attributes = {"clerk_gateway.backend": adapter.name,
+                                    "clerk_gateway.adapter": type(adapter).__name__,
+                                    "clerk_gateway.auth_mode": str(getattr(adapter.settings, "auth_mode", ""))}
         self._filter = RequestHeaderFilter(adapter.header_policy)
         self._latency = UPSTREAM_LATENCY.labels(adapter.name)
         self._request_counters: dict[int, Any] = {}
@@ -143,6 +151,9 @@ class BackendProxy:
         if token_text is None:
             raise MissingTokenError()
         token = await self.verifier.verify(token_text)
+        tracing = self.tracing
+        if tracing is not None:
+            tracing.identified(token)
         if token.kind not in self.adapter.accepted_kinds:
             raise AuthenticationError("token-kind-not-accepted",
                                       f"{token.kind.value} tokens are not accepted by this backend")
@@ -160,16 +171,26 @@ class BackendProxy:
             headers=raw_headers, request_id=request_id.decode(), client_ip=client[0] if client else None,
         )
         headers = self._filter.apply(raw_headers)
-        headers.extend(await self.adapter.identity_headers(token, incoming, route))
+        if tracing is None:
+            headers.extend(await self.adapter.identity_headers(token, incoming, route))
+        else:
+            span = tracing.leaf("clerk_gateway.adapter", attributes=self._adapter_attributes)
+            try:
+                headers.extend(await self.adapter.identity_headers(token, incoming, route))
+            finally:
+                span.end()
         headers.append((b"x-request-id", request_id))
         url = route.upstream_url
         if scope["query_string"]:
             url = f"{url}?{scope['query_string'].decode('latin-1')}"
         started = time.perf_counter()
         try:
-            response = await self.client.send(scope["method"], url, headers, body,
-                                              timeout=self.adapter.timeout_seconds,
-                                              streaming=route.streaming)
+            if tracing is None:
+                response = await self.client.send(scope["method"], url, headers, body,
+                                                  timeout=self.adapter.timeout_seconds,
+                                                  streaming=route.streaming)
+            else:
+                response = await self._send_traced(tracing, scope["method"], url, headers, body, route)
         except UpstreamConnectError as exc:
             log.warning("upstream unreachable", extra={"backend": self.adapter.name,
                                                        "request_id": request_id.decode(), "error": str(exc)})
@@ -178,6 +199,24 @@ class BackendProxy:
             raise UpstreamTimeoutError(self.adapter.name) from None
         self._latency.observe(time.perf_counter() - started)
         return response
+
+    async def _send_traced(self, tracing: Tracing, method: str, url: str, headers: list[Header], body: bytes,
+                           route: Route) -> UpstreamResponse:
+        """The upstream call as a client span; the upstream gets that span as its parent."""
+        span = tracing.upstream_span(method, url)
+        try:
+            response = await self.client.send(method, url, tracing.with_trace_context(headers, span), body,
+                                              timeout=self.adapter.timeout_seconds, streaming=route.streaming)
+            tracing.responded(span, response.status)
+            return response
+        except UpstreamConnectError:
+            tracing.failed(span, "upstream-unavailable")
+            raise
+        except UpstreamTimeout:
+            tracing.failed(span, "upstream-timeout")
+            raise
+        finally:
+            span.end()
 
     async def _refuse(self, send: Send, error: GatewayError, route: Route | None, request_id: bytes, *,
                       close: bool = False) -> None:
@@ -188,6 +227,8 @@ class BackendProxy:
             headers.append(CONNECTION_CLOSE)
         if isinstance(error, AuthenticationError | ForbiddenError):
             AUTH_FAILURES.labels(error.reason).inc()
+        if self.tracing is not None:
+            self.tracing.refused(error)
         self._count(status)
         log.info("request refused", extra={"backend": self.adapter.name, "status": status,
                                           "reason": error.reason, "request_id": request_id.decode()})
@@ -289,6 +330,26 @@ class BackendProxy:
         if ending:
             await send({"type": "http.response.body", "body": ending, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+
+
+class TracedBackendProxy(BackendProxy):
+    """A backend proxy whose every request is a server span (tracing on). A subclass, so that with
+    tracing off the request path has not even a branch for it."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        tracing = self.tracing
+        assert tracing is not None
+        span, context = tracing.begin_request(scope["method"], scope["path"], scope["headers"], self.adapter.name)
+
+        async def send_recording_status(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                tracing.responded(span, message["status"])
+            await send(message)
+
+        try:
+            await super().handle(scope, receive, send_recording_status, path)
+        finally:
+            tracing.end_request(span, context)
 
 
 def _expiry_timer(expires_at: float, state: _StreamState) -> asyncio.TimerHandle:

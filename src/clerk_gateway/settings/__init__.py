@@ -21,6 +21,7 @@ from .graphql_limits import GraphQLLimitSettings
 from .problems import Problems, SettingsError
 from .ratelimit import RateLimitSettings, check_rate_limit
 from .sources import ConfigFileError, read_config_file
+from .tracing import TracingConfig, read_tracing
 
 __all__ = ["ClerkConfig", "ClerkSettings", "GatewaySettings", "Settings", "SettingsError", "load_settings"]
 
@@ -32,6 +33,8 @@ class Settings:
     backends: Mapping[str, Any]  # name → validated adapter settings (see adapters.registry)
     graphql: GraphQLLimitSettings
     rate_limit: RateLimitSettings
+    #: None: tracing is off (the default; see :mod:`.tracing`).
+    tracing: TracingConfig | None = None
 
 
 def _model_problems(prefix: str, error: ValidationError, problems: Problems) -> None:
@@ -144,8 +147,9 @@ def load_settings(
                     normalize_origin(origin)
                 except ValueError as exc:
                     problems.add("GATEWAY_CORS_ORIGINS", str(exc))
+    tracing = read_tracing(problems)
     problems.raise_if_any()
     assert clerk is not None and gateway_settings is not None
     assert graphql_settings is not None and rate_limit is not None
     return Settings(clerk=clerk, gateway=gateway_settings, backends=backends, graphql=graphql_settings,
-                    rate_limit=rate_limit)
+                    rate_limit=rate_limit, tracing=tracing)
