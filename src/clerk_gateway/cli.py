@@ -23,6 +23,23 @@ def _load_or_report() -> Settings | None:
         return None
 
 
+def load_serve_settings() -> Settings | None:
+    """The settings ``serve`` runs with, or None after printing every problem (one line each).
+    A ``mint`` backend's key file is created here when missing, once, before any worker starts;
+    a pool's new worker (a SIGHUP reload) calls this again, so a bad reload is reported the same way."""
+    settings = _load_or_report()
+    if settings is None:
+        return None
+    if any(getattr(backend, "auth_mode", None) == "mint" for backend in settings.backends.values()):
+        from clerk_gateway.auth.minting import prepare_signing_keys
+
+        problem = prepare_signing_keys(settings.gateway)
+        if problem is not None:
+            print(f"clerk-gateway: the settings have problems:\n  {problem}", file=sys.stderr)
+            return None
+    return settings
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -30,17 +47,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from clerk_gateway.observability.logging import configure_logging, uvicorn_log_config
     from clerk_gateway.server import GatewayServer, GatewayWebSocketProtocol
 
-    settings = _load_or_report()
+    settings = load_serve_settings()
     if settings is None:
         return 2
     gateway = settings.gateway
-    if any(getattr(backend, "auth_mode", None) == "mint" for backend in settings.backends.values()):
-        from clerk_gateway.auth.minting import prepare_signing_keys
-
-        problem = prepare_signing_keys(gateway)
-        if problem is not None:
-            print(f"clerk-gateway: the settings have problems:\n  {problem}", file=sys.stderr)
-            return 2
     configure_logging(gateway.log_level, gateway.log_format)
     options: dict[str, Any] = dict(
         host=gateway.host, port=gateway.port, workers=gateway.workers,
@@ -53,11 +63,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False, server_header=False, date_header=False, proxy_headers=False, lifespan="on",
         timeout_keep_alive=gateway.keep_alive_timeout_seconds, timeout_graceful_shutdown=10,
     )
-    if gateway.workers > 1:
-        # uvicorn's supervisor builds its workers' servers itself: they get its graceful shutdown, not the drain
-        uvicorn.run("clerk_gateway.app:create_app", factory=True, **options)
-        return 0
     config = uvicorn.Config("clerk_gateway.app:create_app", factory=True, **options)
+    if gateway.workers > 1:
+        from clerk_gateway.supervisor import WorkerPool
+
+        return WorkerPool(config, workers=gateway.workers, drain_seconds=gateway.drain_seconds).run()
     GatewayServer(config, drain_seconds=gateway.drain_seconds).run()
     return 0
 

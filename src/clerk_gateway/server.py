@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import signal
+import socket
+import threading
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -109,19 +112,60 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
 
 class GatewayServer(uvicorn.Server):
     """uvicorn's server with the gateway's drain (:mod:`clerk_gateway.drain`) before its own
-    graceful shutdown, and a clean exit (status 0) after a drain that SIGTERM started."""
+    graceful shutdown, and a clean exit (status 0) after a drain that SIGTERM started.
 
-    def __init__(self, config: uvicorn.Config, *, drain_seconds: float) -> None:
+    As a worker of :class:`clerk_gateway.supervisor.WorkerPool` it also answers ``SIGUSR1``, the
+    pool's "retire": stop accepting at once (the other workers take the new connections), then
+    drain what is open the same way. ``on_started`` tells the pool the worker is serving.
+    """
+
+    def __init__(self, config: uvicorn.Config, *, drain_seconds: float,
+                 on_started: Callable[[], None] | None = None) -> None:
         super().__init__(config)
         self.drain_seconds = drain_seconds
         self._drain_deadline: float | None = None
+        self._on_started = on_started
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.started:
+            return
+        self._loop = asyncio.get_running_loop()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGUSR1, self._retire_signal)
+            # a pool's worker leaves SIGHUP to the pool (a whole process group may get it)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN if self._on_started else self._hangup_signal)
+        if self._on_started is not None:
+            self._on_started()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if sig == signal.SIGTERM and self._drain_deadline is None and self.started and self.drain_seconds > 0:
-            self._drain_deadline = time.monotonic() + self.drain_seconds
-            DRAIN.begin()  # not recorded as a captured signal: a finished drain is a normal exit
-            return
+        if sig == signal.SIGTERM and self._begin_drain():
+            return  # not recorded as a captured signal: a finished drain is a normal exit
         super().handle_exit(sig, frame)
+
+    def _begin_drain(self) -> bool:
+        if self._drain_deadline is not None or not self.started or self.drain_seconds <= 0:
+            return False
+        self._drain_deadline = time.monotonic() + self.drain_seconds
+        DRAIN.begin()
+        return True
+
+    def _retire_signal(self, sig: int, frame: FrameType | None) -> None:
+        if not self._begin_drain():
+            self.should_exit = True  # no drain configured: uvicorn's graceful shutdown at once
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop_accepting)
+
+    def _stop_accepting(self) -> None:
+        for server in getattr(self, "servers", ()):
+            server.close()
+
+    @staticmethod
+    def _hangup_signal(sig: int, frame: FrameType | None) -> None:
+        logging.getLogger("clerk_gateway.server").warning(
+            "SIGHUP ignored: a reload replaces worker processes one by one, which needs GATEWAY_WORKERS >= 2; "
+            "with one worker, restart the process (a rolling restart, docs/deploy.md)")
 
     async def on_tick(self, counter: int) -> bool:
         deadline = self._drain_deadline
