@@ -14,14 +14,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from clerk_gateway.auth.minting import JWKS_PATH, GatewayMinter
 from clerk_gateway.drain import DRAIN
 from clerk_gateway.edge.cors import CorsMiddleware
 from clerk_gateway.edge.keepalive import CONNECTION_CLOSE, refusal_can_keep_connection
 from clerk_gateway.errors import NotFoundError
-from clerk_gateway.observability.metrics import REGISTRY
+from clerk_gateway.observability.metrics import exposition
 from clerk_gateway.proxy.http import BackendProxy
 from clerk_gateway.proxy.responses import render_error
 from clerk_gateway.readiness import ReadinessProbe
@@ -62,7 +62,7 @@ def build_ops_app(runtime: Runtime) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(404)
     async def not_found(request: Request, exc: Exception) -> Response:

@@ -63,13 +63,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False, server_header=False, date_header=False, proxy_headers=False, lifespan="on",
         timeout_keep_alive=gateway.keep_alive_timeout_seconds, timeout_graceful_shutdown=10,
     )
-    config = uvicorn.Config("clerk_gateway.app:create_app", factory=True, **options)
-    if gateway.workers > 1:
-        from clerk_gateway.supervisor import WorkerPool
+    if gateway.workers == 1:  # the settings just checked, not a second read that could differ
+        from functools import partial
 
-        return WorkerPool(config, workers=gateway.workers, drain_seconds=gateway.drain_seconds).run()
-    GatewayServer(config, drain_seconds=gateway.drain_seconds).run()
-    return 0
+        from clerk_gateway.app import create_app
+
+        config = uvicorn.Config(partial(create_app, settings), factory=True, **options)
+        GatewayServer(config, drain_seconds=gateway.drain_seconds).run()
+        return 0
+    from clerk_gateway.supervisor import WorkerPool
+
+    # each worker reads and checks the settings itself (a SIGHUP reload is a new worker reading them again)
+    config = uvicorn.Config("clerk_gateway.app:create_app", factory=True, **options)
+    return WorkerPool(config, workers=gateway.workers, drain_seconds=gateway.drain_seconds).run()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

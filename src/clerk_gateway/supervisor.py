@@ -15,21 +15,30 @@ worker instead, and keeps the supervisor's other duties small and explicit:
   cannot start — a bad setting, say — is stopped and the old workers keep serving.
 - A worker that dies is replaced; one that fails during start-up stops the pool (status 3), because
   every replacement would fail the same way.
+- ``/metrics`` speaks for the whole pool: the workers share a ``PROMETHEUS_MULTIPROC_DIR``
+  (:mod:`clerk_gateway.observability.metrics`), the operator's or a fresh one in ``/dev/shm`` (a
+  tmpfs even under a read-only root file system) or the temporary directory; a dead worker's live
+  gauges are dropped from it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Event
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -48,6 +57,7 @@ READY_TIMEOUT_SECONDS = 60.0
 _STOP_MARGIN_SECONDS = 5.0
 
 _SPAWN = multiprocessing.get_context("spawn")
+_METRICS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _run_worker(config: uvicorn.Config, sockets: list[socket.socket], drain_seconds: float, ready: Event) -> None:
@@ -55,10 +65,51 @@ def _run_worker(config: uvicorn.Config, sockets: list[socket.socket], drain_seco
     config.configure_logging()
     from clerk_gateway.cli import load_serve_settings
 
-    if load_serve_settings() is None:  # the settings changed under a reload: one line each, no traceback
+    settings = load_serve_settings()
+    if settings is None:  # the settings changed under a reload: one line each, no traceback
         sys.exit(STARTUP_FAILURE)
+    from clerk_gateway.app import create_app
+
+    config.app = functools.partial(create_app, settings)  # the settings just checked, not a second read
     with contextlib.suppress(KeyboardInterrupt):
         GatewayServer(config, drain_seconds=drain_seconds, on_started=ready.set).run(sockets=sockets)
+
+
+@dataclass(frozen=True)
+class _MetricsDirectory:
+    path: str
+    owned: bool  # made by the pool, so removed by it
+
+
+def _shared_metrics_directory() -> _MetricsDirectory | None:
+    """Point every worker at one metrics directory, emptied of what a previous run left."""
+    given = os.environ.get(_METRICS_VARIABLE, "")
+    if given:
+        with contextlib.suppress(OSError):
+            for stale in Path(given).glob("*.db"):
+                stale.unlink()
+        return _MetricsDirectory(given, owned=False)
+    for parent in ("/dev/shm", tempfile.gettempdir()):  # noqa: S108 - mkdtemp: a fresh 0700 directory
+        try:
+            path = tempfile.mkdtemp(prefix="clerk-gateway-metrics-", dir=parent)
+        except OSError:
+            continue
+        os.environ[_METRICS_VARIABLE] = path  # inherited by every worker spawned from now on
+        return _MetricsDirectory(path, owned=True)
+    log.warning("no writable directory for the workers' shared metrics (/dev/shm or %s): /metrics reports "
+                "only the worker that answers; set %s to a writable directory", tempfile.gettempdir(),
+                _METRICS_VARIABLE)
+    return None
+
+
+def _forget_metrics_of(pid: int) -> None:
+    """A dead worker's ``live*`` gauges (open sockets, cached keys) no longer count."""
+    if not os.environ.get(_METRICS_VARIABLE):
+        return
+    from prometheus_client import multiprocess
+
+    with contextlib.suppress(OSError):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 class _Worker:
@@ -94,6 +145,7 @@ class WorkerPool:
     def run(self) -> int:
         sock = self.config.bind_socket()
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        metrics_dir = _shared_metrics_directory()
         try:
             self._workers = [self._spawn(sock) for _ in range(self.size)]
             log.info("started %d worker processes", self.size, extra={"pids": [w.pid for w in self._workers]})
@@ -113,6 +165,8 @@ class WorkerPool:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             sock.close()
+            if metrics_dir is not None and metrics_dir.owned:
+                shutil.rmtree(metrics_dir.path, ignore_errors=True)
 
     # -- signals ---------------------------------------------------------------------------------
 
@@ -181,11 +235,13 @@ class WorkerPool:
         for worker in list(self._retiring):
             if not worker.process.is_alive():
                 worker.process.join()
+                _forget_metrics_of(worker.pid)
                 self._retiring.remove(worker)
         for index, worker in enumerate(self._workers):
             if worker.process.is_alive():
                 continue
             worker.process.join()
+            _forget_metrics_of(worker.pid)
             if not worker.ready.is_set():
                 log.error("worker %d failed during start-up (exit status %s); stopping", worker.pid,
                           worker.process.exitcode)

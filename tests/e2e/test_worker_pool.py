@@ -71,6 +71,12 @@ def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
     return condition()
 
 
+def _all_started(gateway: GatewayProcess, count: int = 2) -> None:
+    """/healthz answers once one worker serves; a test that changes the settings waits for all."""
+    assert _wait(lambda: gateway.stderr_text().count("Application startup complete") >= count, timeout=30), \
+        gateway.stderr_text()[-2000:]
+
+
 def _all_ok(results: dict[int, httpx.Response | BaseException], count: int) -> None:
     assert len(results) == count
     for index, response in results.items():
@@ -97,6 +103,17 @@ def _owner_of(connection: socket.socket, gateway_port: int, workers: set[int]) -
                     if os.readlink(fd) == f"socket:[{inode}]":
                         return pid
     return None
+
+
+def _accepted_by(connection: socket.socket, gateway_port: int, workers: set[int]) -> int:
+    """:func:`_owner_of`, once a worker has accepted the connection (the kernel queues it until then)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        owner = _owner_of(connection, gateway_port, workers)
+        if owner is not None:
+            return owner
+        time.sleep(0.01)
+    raise AssertionError("no worker accepted the connection")
 
 
 def _raw_request(token: str, mode: str, gate: str) -> bytes:
@@ -136,9 +153,7 @@ def test_sigterm_drains_every_worker_then_the_pool_exits_0(jwks_server: JwksServ
             connection.sendall(_raw_request(mint(), "hang", "slow"))
             connections.append(connection)
             assert _wait(lambda: len(upstream.requests) == len(connections)), "a request never reached the upstream"
-            owner = _owner_of(connection, gateway.port, workers)
-            assert owner is not None, "no worker holds the connection"
-            held[owner] += 1
+            held[_accepted_by(connection, gateway.port, workers)] += 1
         assert min(held.values()) >= 1, f"the kernel gave every connection to one worker: {held}"
 
         gateway._process.send_signal(signal.SIGTERM)
@@ -177,6 +192,7 @@ def test_sighup_replaces_the_workers_with_the_new_configuration_without_dropping
     gateway = GatewayProcess(env, startup_timeout=30).start()
     try:
         assert gateway._process is not None
+        _all_started(gateway)
         before = _worker_pids(gateway._process.pid)
         gate = upstream.gate("slow")
         results: dict[int, httpx.Response | BaseException] = {}
@@ -213,6 +229,7 @@ def test_a_reload_with_a_bad_configuration_keeps_the_running_workers(tmp_path: P
                       GATEWAY_WORKERS=2)
     with GatewayProcess(env, startup_timeout=30) as gateway:
         assert gateway._process is not None
+        _all_started(gateway)
         before = _worker_pids(gateway._process.pid)
         config.write_text("gateway: {backends: {hasura: {url: 'not a url', auth_mode: mint}}}")
         os.kill(gateway._process.pid, signal.SIGHUP)
@@ -223,3 +240,55 @@ def test_a_reload_with_a_bad_configuration_keeps_the_running_workers(tmp_path: P
         assert response.status_code == 200
         assert upstream.last().header("x-hasura-admin-secret") == ADMIN_SECRET
         assert "Traceback" not in gateway.stderr_text()
+
+
+def _metric(text: str, name: str, **labels: str) -> float | None:
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(f"{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_metrics_report_the_whole_pool_whichever_worker_answers(jwks_server: JwksServer,
+                                                                upstream: RecordingUpstream, mint: Mint) -> None:
+    env = gateway_env(jwks_server.url, {"hasura": hasura_backend(upstream.url)}, GATEWAY_WORKERS=2)
+    with GatewayProcess(env, startup_timeout=30) as gateway:
+        assert gateway._process is not None
+        workers = _worker_pids(gateway._process.pid)
+        served: dict[int, int] = dict.fromkeys(workers, 0)
+        total = 0
+        while min(served.values()) < 3 and total < 100:  # until both workers answered some requests
+            connection = socket.create_connection((LOCALHOST, gateway.port), timeout=10)
+            try:
+                connection.sendall(_raw_request(mint(), "echo", "none"))
+                owner = _accepted_by(connection, gateway.port, workers)
+                assert _status_of_answer(connection) == 200
+            finally:
+                connection.close()
+            served[owner] += 1
+            total += 1
+        assert min(served.values()) >= 3, served
+
+        scraped_by: set[int] = set()
+        for _ in range(30):
+            connection = socket.create_connection((LOCALHOST, gateway.port), timeout=10)
+            try:
+                owner = _accepted_by(connection, gateway.port, workers)
+                connection.sendall(b"GET /metrics HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+                connection.settimeout(10)
+                data = b""
+                while chunk := connection.recv(65536):
+                    data += chunk
+            finally:
+                connection.close()
+            text = data.split(b"\r\n\r\n", 1)[1].decode()
+            assert _metric(text, "gateway_requests_total", backend="hasura", status="200") == total
+            assert _metric(text, "gateway_jwks_keys", source="jwks") == 1
+            age = _metric(text, "gateway_jwks_age_seconds", source="jwks")
+            assert age is not None and 0 <= age < 60
+            assert 'pid="' not in text, "a per-worker series leaked into the pool's metrics"
+            scraped_by.add(owner)
+            if scraped_by == workers:
+                break
+        assert scraped_by == workers, "every scrape reached the same worker; the sum was not shown to hold"

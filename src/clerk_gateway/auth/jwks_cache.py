@@ -32,7 +32,7 @@ from clerk_gateway.auth.cache_lifetime import clamp_lifetime, lifetime_from_head
 from clerk_gateway.auth.jwk import JwksDocumentError, load_jwks
 from clerk_gateway.auth.model import KeyProvider, VerificationKey
 from clerk_gateway.errors import AuthenticationError, ServiceUnavailableError
-from clerk_gateway.observability.metrics import JWKS_AGE, JWKS_FETCHES, JWKS_KEYS
+from clerk_gateway.observability.metrics import JWKS_AGE, JWKS_FETCHES, JWKS_KEYS, JWKS_LAST_SUCCESS, MULTIPROCESS
 
 if TYPE_CHECKING:
     from clerk_gateway.observability.tracing import Tracing
@@ -131,7 +131,8 @@ class JwksCache:
 
         JWKS_KEYS.labels(source).set(0)
         ref = weakref.ref(self)
-        JWKS_AGE.labels(source).set_function(lambda: _age_of(ref))
+        if not MULTIPROCESS:  # a pool derives the age from JWKS_LAST_SUCCESS across its workers
+            JWKS_AGE.labels(source).set_function(lambda: _age_of(ref))
 
     def __repr__(self) -> str:  # never show the headers: they may carry the secret key
         return f"JwksCache(source={self._source!r}, url={self._url!r})"
@@ -263,6 +264,7 @@ class JwksCache:
         self._last_ok = True
         JWKS_FETCHES.labels(self._source, "ok").inc()
         JWKS_KEYS.labels(self._source).set(len(loaded.keys))
+        JWKS_LAST_SUCCESS.labels(self._source).set(time.time())
         if loaded.skipped != self._last_skipped:
             for kid, reason in loaded.skipped:
                 log.warning("skipped a key of the %s key set: kid=%s reason=%s",

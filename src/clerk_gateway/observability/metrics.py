@@ -1,11 +1,28 @@
 """Prometheus metrics. Labels are closed sets (backend names, statuses, reasons, outcomes):
-never a token, a subject or a secret."""
+never a token, a subject or a secret.
+
+With several worker processes (``GATEWAY_WORKERS`` > 1) each worker counts for itself, but a
+scrape reaches one worker at a time, so the pool (:mod:`clerk_gateway.supervisor`) gives its
+workers ``PROMETHEUS_MULTIPROC_DIR``: prometheus-client then keeps every value in a file there,
+and :func:`exposition`, whichever worker answers, reports the whole process — counters summed, and
+each gauge in the mode its meaning calls for (the ``multiprocess_mode`` below; ignored with one
+process). The one scrape-time gauge, the key set's age, is derived from a timestamp then.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+import time
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+#: True in a pool's worker: values live in files shared by every worker (read once, at import,
+#: as prometheus-client itself does).
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 REQUESTS = Counter(
     "gateway_requests_total", "Proxied requests by backend and response status",
@@ -21,6 +38,7 @@ JWKS_FETCHES = Counter(
 )
 JWKS_KEYS = Gauge(
     "gateway_jwks_keys", "Usable verification keys currently cached", ["source"], registry=REGISTRY,
+    multiprocess_mode="livemin",  # the worker with the fewest keys is the one that refuses tokens
 )
 JWKS_AGE = Gauge(
     "gateway_jwks_age_seconds", "Seconds since the key set was last fetched successfully",
@@ -37,7 +55,7 @@ TOKEN_CACHE_LOOKUPS = Counter(
 )
 TOKEN_CACHE_SIZE = Gauge(
     "gateway_verified_token_cache_entries", "Tokens currently held in the verified-token cache",
-    registry=REGISTRY,
+    registry=REGISTRY, multiprocess_mode="livesum",
 )
 TOKEN_EXCHANGES = Counter(
     "gateway_token_exchanges_total",
@@ -46,4 +64,37 @@ TOKEN_EXCHANGES = Counter(
 )
 WEBSOCKETS_OPEN = Gauge(
     "gateway_websockets_open", "WebSocket subscription sockets open in this process", registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
+JWKS_LAST_SUCCESS = Gauge(
+    "gateway_jwks_last_success_timestamp_seconds", "Unix time of the last successful fetch of the key set",
+    ["source"], registry=REGISTRY, multiprocess_mode="livemin",  # the stalest worker's
+)
+
+
+def exposition() -> bytes:
+    """The ``/metrics`` body: this process's registry, or every worker's files in a pool."""
+    if not MULTIPROCESS:
+        return generate_latest(REGISTRY)
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    families = list(MultiProcessCollector(None).collect())  # type: ignore[no-untyped-call]
+    ages = GaugeMetricFamily("gateway_jwks_age_seconds", "Seconds since the key set was last fetched successfully",
+                             labels=["source"])
+    now = time.time()
+    for family in families:
+        if family.name == "gateway_jwks_last_success_timestamp_seconds":
+            for sample in family.samples:
+                ages.add_metric([sample.labels["source"]], max(now - sample.value, 0.0))
+    families.append(ages)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collected(families))
+    return generate_latest(registry)
+
+
+class _Collected:
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
