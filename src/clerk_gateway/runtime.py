@@ -140,7 +140,7 @@ class Runtime:
             adapter.services = services
             socket_proxies[name] = WebSocketProxy(
                 adapter, verifier, cookie_names=settings.clerk.session_cookie_names, origin_allowed=origin_allowed,
-                limits=ws_limits, registry=websockets, check_query=check_query)
+                limits=ws_limits, registry=websockets, check_query=check_query, tracing=tracing)
             upstream = create_upstream_client(settings.gateway.upstream_client, backend.max_connections)
             upstreams.append(upstream)
             proxy_class = BackendProxy if tracing is None else TracedBackendProxy

@@ -164,3 +164,46 @@ def test_a_bad_otel_setting_stops_start_up_with_one_line(jwks_server: JwksServer
         process.start()
     assert "OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' is not supported" in str(failure.value)
     assert "Traceback" not in str(failure.value)
+
+
+def test_a_websocket_start_is_one_trace_and_the_upstream_upgrade_joins_it(
+        jwks_server: JwksServer, collector: OtlpCollector, mint: Mint) -> None:
+    import asyncio
+    import json
+
+    from websockets.asyncio.client import connect
+    from websockets.typing import Subprotocol
+
+    from tests.support.ws_upstream import TRANSPORT, GraphQLWebSocketUpstream
+
+    trace_id = "1bf92f3577b34da6a3ce929d0e0e4737"
+    token = mint(sub="user_socket", sid="sess_socket_secret")
+
+    async def open_socket(url: str) -> dict[str, object]:
+        async with connect(url, subprotocols=[Subprotocol(TRANSPORT)], proxy=None, open_timeout=5,
+                           additional_headers={"traceparent": f"00-{trace_id}-{CLIENT_SPAN}-01"}) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"headers": bearer(token)}}))
+            ack: dict[str, object] = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            return ack
+
+    collector.clear()
+    with GraphQLWebSocketUpstream() as ws_upstream:
+        env = gateway_env(jwks_server.url, {"hasura": hasura_backend(ws_upstream.http_url)},
+                          OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint, OTEL_BSP_SCHEDULE_DELAY=50)
+        with GatewayProcess(env) as gateway:
+            ack = asyncio.run(open_socket(gateway.url.replace("http://", "ws://") + GRAPHQL))
+            assert ack["type"] == "connection_ack"
+            upgrade = ws_upstream.connections[0]
+            spans = _one_trace(collector, trace_id, {"WebSocket /hasura", "clerk_gateway.verify_token",
+                                                     "clerk_gateway.adapter", "WebSocket connect"})
+    server = spans["WebSocket /hasura"]
+    assert server.kind == "SERVER" and server.parent_span_id == CLIENT_SPAN
+    assert server.attributes["enduser.id"] == "user_socket"
+    connect_span = spans["WebSocket connect"]
+    assert connect_span.kind == "CLIENT" and connect_span.parent_span_id == server.span_id
+    assert connect_span.attributes["url.full"] == f"{ws_upstream.url}/v1/graphql"
+    assert spans["clerk_gateway.verify_token"].parent_span_id == server.span_id
+    assert upgrade.header("traceparent") == f"00-{trace_id}-{connect_span.span_id}-01"
+    for span in collector.spans:
+        for value in span.all_values():
+            assert token not in value and "sess_socket_secret" not in value and ADMIN_SECRET not in value

@@ -37,13 +37,13 @@ from clerk_gateway import __version__
 from clerk_gateway.errors import GatewayError
 
 if TYPE_CHECKING:
+    from clerk_gateway.adapters.base import Adapter
     from clerk_gateway.auth.model import VerifiedToken
     from clerk_gateway.settings.tracing import TracingConfig
 
 Header = tuple[bytes, bytes]
 
-#: Attribute names of the gateway's own (semantic conventions name the rest; the adapter span's
-#: ``clerk_gateway.adapter`` and ``clerk_gateway.auth_mode`` are set in :mod:`clerk_gateway.proxy.http`).
+#: Attribute names of the gateway's own (semantic conventions name the rest).
 BACKEND = "clerk_gateway.backend"
 CACHE_OUTCOME = "clerk_gateway.token.cache"
 CREDENTIAL_KIND = "clerk_gateway.token.kind"
@@ -79,6 +79,7 @@ class Tracing:
         self.tracer = provider.get_tracer("clerk_gateway", __version__)
         self._propagator = TraceContextTextMapPropagator()
         self._upstream_attributes: dict[str, dict[str, Any]] = {}
+        self._adapter_attributes: dict[str, dict[str, Any]] = {}
         # With a parent-based sampler (the default) or always_off, a span whose parent was not
         # sampled is never recorded either, so a sampled-out request skips creating its leaves.
         sampler = provider.sampler
@@ -108,11 +109,12 @@ class Tracing:
     # current context — the request's, and a verification that misses the cache (it may fetch keys,
     # whose span must be its child); the others are leaves and never need to be current.
 
-    def begin_request(self, method: str, path: str, headers: Sequence[Header], backend: str) -> tuple[Span, object]:
+    def begin_request(self, method: str, path: str, headers: Sequence[Header], backend: str, *,
+                      name: str | None = None) -> tuple[Span, object]:
         """The request's server span, a child of the client's ``traceparent`` when it sent a valid
         one, made the current context; hand both to :meth:`end_request`."""
         parent = self._propagator.extract(headers, getter=_GETTER)
-        span = self.tracer.start_span(f"{method} /{backend}", context=parent, kind=SpanKind.SERVER,
+        span = self.tracer.start_span(name or f"{method} /{backend}", context=parent, kind=SpanKind.SERVER,
                                       attributes={"http.request.method": method, "url.path": path, BACKEND: backend},
                                       record_exception=False, set_status_on_exception=False)
         return span, otel_context.attach(trace.set_span_in_context(span))
@@ -172,6 +174,19 @@ class Tracing:
             otel_context.detach(token)
             span.end()
 
+    def adapter_span(self, adapter: Adapter) -> Span:
+        """The adapter's work for one request or socket (in ``mint`` and ``exchange``, signing or
+        exchanging the token), named by the backend, the adapter class and the mode."""
+        attributes = self._adapter_attributes.get(adapter.name)
+        if attributes is None:
+            attributes = self._adapter_attributes[adapter.name] = {
+                BACKEND: adapter.name, "clerk_gateway.adapter": type(adapter).__name__,
+                "clerk_gateway.auth_mode": str(getattr(adapter.settings, "auth_mode", ""))}
+        return self.leaf("clerk_gateway.adapter", attributes=attributes)
+
+    def websocket_connect_span(self, url: str) -> Span:
+        return self.leaf("WebSocket connect", kind=SpanKind.CLIENT, attributes=dict(_upstream_attributes(url)))
+
     def upstream_span(self, method: str, url: str) -> Span:
         base = url.partition("?")[0]
         attributes = self._upstream_attributes.get(base)
@@ -192,12 +207,16 @@ class Tracing:
                 attributes={KEY_SOURCE: source, "url.full": _url_without_secrets(url)}) as span:
             yield span
 
-    def with_trace_context(self, headers: list[Header], span: Span) -> list[Header]:
-        """``headers`` with the client's trace headers replaced by ``span``'s context."""
+    def trace_headers(self, span: Span) -> list[tuple[str, str]]:
+        """``traceparent`` (and ``tracestate``) naming ``span``, for a client that takes text headers."""
         carrier: dict[str, str] = {}
         self._propagator.inject(carrier, context=trace.set_span_in_context(span))
+        return list(carrier.items())
+
+    def with_trace_context(self, headers: list[Header], span: Span) -> list[Header]:
+        """``headers`` with the client's trace headers replaced by ``span``'s context."""
         out = [header for header in headers if header[0] not in _TRACE_HEADERS]
-        out.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in carrier.items())
+        out.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in self.trace_headers(span))
         return out
 
 

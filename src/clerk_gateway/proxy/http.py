@@ -94,9 +94,6 @@ class BackendProxy:
         self.guards = tuple(guards)
         self.body_timeout = body_timeout
         self.tracing = tracing
-        self._adapter_attributes = {"clerk_gateway.backend": adapter.name,
-                                    "clerk_gateway.adapter": type(adapter).__name__,
-                                    "clerk_gateway.auth_mode": str(getattr(adapter.settings, "auth_mode", ""))}
         self._filter = RequestHeaderFilter(adapter.header_policy)
         self._latency = UPSTREAM_LATENCY.labels(adapter.name)
         self._request_counters: dict[int, Any] = {}
@@ -174,7 +171,7 @@ class BackendProxy:
         if tracing is None:
             headers.extend(await self.adapter.identity_headers(token, incoming, route))
         else:
-            span = tracing.leaf("clerk_gateway.adapter", attributes=self._adapter_attributes)
+            span = tracing.adapter_span(self.adapter)
             try:
                 headers.extend(await self.adapter.identity_headers(token, incoming, route))
             finally:

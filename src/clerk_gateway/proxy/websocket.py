@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -45,6 +45,9 @@ from clerk_gateway.observability.metrics import AUTH_FAILURES
 from .request_id import request_id_from
 from .ws_protocols import LEGACY, TRANSPORT, WsProtocol, choose_protocol, parse
 from .ws_sessions import SocketRegistry
+
+if TYPE_CHECKING:
+    from clerk_gateway.observability.tracing import Tracing
 
 __all__ = ["WebSocketLimits", "WebSocketProxy"]
 
@@ -80,8 +83,9 @@ class WebSocketProxy:
 
     def __init__(self, adapter: Adapter, verifier: TokenVerifier, *, cookie_names: Sequence[str],
                  origin_allowed: Callable[[str], bool], limits: WebSocketLimits, registry: SocketRegistry,
-                 check_query: QueryCheck | None = None) -> None:
+                 check_query: QueryCheck | None = None, tracing: Tracing | None = None) -> None:
         self.adapter = adapter
+        self.tracing = tracing
         self.verifier = verifier
         self.cookie_names = tuple(cookie_names)
         self.origin_allowed = origin_allowed
@@ -168,7 +172,10 @@ class _Socket:
 
     async def run(self) -> None:
         try:
-            await self._authenticate()
+            if self.proxy.tracing is None:
+                await self._authenticate()
+            else:
+                await self._authenticate_traced(self.proxy.tracing)
             await self._relay()
         except _Closed as closed:
             if closed.code is not None:
@@ -199,13 +206,40 @@ class _Socket:
         try:
             token = await self._verify(_payload_token(payload) or find_token(self.scope["headers"],
                                                                              self.proxy.cookie_names))
-            identity = await self.proxy.adapter.connection_init(token, self.init_payload)
+            identity = await self._identity(token)
         except GatewayError as error:
             await self._refuse(error)
             raise _Closed(None) from None
         self.token = token
         self.upstream = await self._open_upstream(identity)
         self._arm_expiry()
+
+    async def _authenticate_traced(self, tracing: Tracing) -> None:
+        """The socket's start (upgrade to the upstream's ``connection_init``) as a server span; the
+        socket's whole life would be a span of hours, which tracing back ends show badly."""
+        backend = self.proxy.adapter.name
+        span, context = tracing.begin_request("GET", self.scope["path"], self.scope["headers"], backend,
+                                              name=f"WebSocket /{backend}")
+        try:
+            await self._authenticate()
+            if self.token is not None:
+                tracing.identified(self.token)
+        except _Closed as closed:
+            if closed.code is not None:
+                span.set_attribute("clerk_gateway.websocket.close_code", closed.code)
+            raise
+        finally:
+            tracing.end_request(span, context)
+
+    async def _identity(self, token: VerifiedToken) -> dict[str, Any]:
+        tracing = self.proxy.tracing
+        if tracing is None:
+            return await self.proxy.adapter.connection_init(token, self.init_payload)
+        span = tracing.adapter_span(self.proxy.adapter)
+        try:
+            return await self.proxy.adapter.connection_init(token, self.init_payload)
+        finally:
+            span.end()
 
     async def _verify(self, token_text: str | None) -> VerifiedToken:
         if token_text is None:
@@ -221,6 +255,8 @@ class _Socket:
             AUTH_FAILURES.labels(error.reason).inc()  # the same counter as HTTP refusals
         log.info("websocket refused", extra={"backend": self.proxy.adapter.name, "reason": error.reason,
                                              "request_id": self.request_id})
+        if self.proxy.tracing is not None:
+            self.proxy.tracing.refused(error)
         reason = f"Forbidden: {error.reason}"
         if self.protocol is LEGACY:
             await self._send_text(orjson.dumps({"type": "connection_error",
@@ -231,10 +267,24 @@ class _Socket:
             await self._close_client(4403, reason)
 
     async def _open_upstream(self, identity: dict[str, Any]) -> ClientConnection:
+        tracing = self.proxy.tracing
+        if tracing is None:
+            return await self._connect_upstream(identity, [("x-request-id", self.request_id)])
+        span = tracing.websocket_connect_span(self.upstream_url)
+        try:
+            return await self._connect_upstream(identity, [("x-request-id", self.request_id),
+                                                           *tracing.trace_headers(span)])
+        except _Closed:
+            tracing.failed(span, "upstream-unavailable")
+            raise
+        finally:
+            span.end()
+
+    async def _connect_upstream(self, identity: dict[str, Any], headers: list[tuple[str, str]]) -> ClientConnection:
         try:
             upstream = await connect(
                 self.upstream_url, subprotocols=[self.subprotocol] if self.subprotocol else None,  # type: ignore[list-item]
-                additional_headers=[("x-request-id", self.request_id)],
+                additional_headers=headers,
                 open_timeout=self.proxy.adapter.timeout_seconds, max_size=self.proxy.limits.max_message_bytes,
                 ping_interval=None, compression=None, user_agent_header=None)
             await upstream.send(orjson.dumps({"type": "connection_init", "payload": identity}).decode())
