@@ -240,6 +240,14 @@ def _mode_problems(mode: str, services: dict[str, Any], settings: Any, problems:
             problems.append("Hasura's jwk_url must be Clerk's https JWKS")
 
 
+def _seconds(duration: str) -> float:
+    """A compose duration (``35s``, ``1m30s``, ``500ms``) in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", duration)
+    assert parts, f"not a duration: {duration!r}"
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
 def stack_problems(model: dict[str, Any], mode: str, project: Path, *, console: bool = False) -> list[str]:
     """Everything wrong with a merged compose model (``config --format json``) for one identity mode."""
     problems: list[str] = []
@@ -263,6 +271,11 @@ def stack_problems(model: dict[str, Any], mode: str, project: Path, *, console: 
         problems.append("the gateway must listen on 0.0.0.0 and publish its GATEWAY_PORT")
     if settings.gateway.default_backend != "hasura":
         problems.append("GATEWAY_DEFAULT_BACKEND must be hasura (the seeds' app calls /graphql)")
+    grace = _seconds(str(gateway.get("stop_grace_period") or "10s"))  # Docker's default is 10 s
+    if grace <= settings.gateway.drain_seconds + 10:
+        problems.append(f"the gateway's stop_grace_period ({grace:g} s) must exceed GATEWAY_DRAIN_SECONDS "
+                        f"({settings.gateway.drain_seconds:g}) + uvicorn's 10 s graceful shutdown, or docker kills "
+                        "the drain")
     _mode_problems(mode, services, settings, problems)
     return problems
 
@@ -342,6 +355,8 @@ def _break(model: dict[str, Any], breakage: str) -> dict[str, Any]:
         services["hasura"]["image"] = "hasura/graphql-engine:v2.48.10"
     elif breakage == "bad_gateway_settings":
         services["gateway"]["environment"]["GATEWAY_BACKENDS"] = '{"hasura": {"url": "http://hasura:8080"'
+    elif breakage == "default_stop_grace":
+        services["gateway"].pop("stop_grace_period", None)
     elif breakage == "unhealthy_wait":
         services["hasura"]["depends_on"]["postgres"]["condition"] = "service_healthy"
         del services["postgres"]["healthcheck"]
@@ -358,6 +373,7 @@ def _break(model: dict[str, Any], breakage: str) -> dict[str, Any]:
     ("plain_image", "not hasura/graphql-engine:v2.48.10.cli-migrations-v3"),
     ("bad_gateway_settings", "the gateway's settings loader refuses its environment"),
     ("unhealthy_wait", "postgres has no health check"),
+    ("default_stop_grace", "stop_grace_period (10 s) must exceed GATEWAY_DRAIN_SECONDS"),
 ])
 def test_the_semantic_checks_refuse_a_stack_that_would_not_work(compose: Path, project: Path, breakage: str,
                                                                 expected: str) -> None:
