@@ -8,6 +8,7 @@ upstream call, whose span is the parent the upstream receives. Nothing secret is
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -207,3 +208,23 @@ def test_a_websocket_start_is_one_trace_and_the_upstream_upgrade_joins_it(
     for span in collector.spans:
         for value in span.all_values():
             assert token not in value and "sess_socket_secret" not in value and ADMIN_SECRET not in value
+
+
+def test_a_request_sampled_out_by_its_client_records_nothing_but_still_propagates(
+        gateway: GatewayProcess, upstream: RecordingUpstream, collector: OtlpCollector, mint: Mint) -> None:
+    collector.clear()
+    trace_id = "5bf92f3577b34da6a3ce929d0e0e4738"
+    with gateway.client() as client:
+        response = client.post(GRAPHQL, json={"query": "{ a }"},
+                               headers={**bearer(mint()), "traceparent": f"00-{trace_id}-{CLIENT_SPAN}-00",
+                                        "tracestate": "vendor=xyz"})
+        assert response.status_code == 200
+        refused = client.post(GRAPHQL, json={"query": "{ a }"},
+                              headers={"traceparent": f"00-{trace_id}-{CLIENT_SPAN}-00"})
+        assert refused.status_code == 401  # the plain path still refuses as usual
+    sent = upstream.last()
+    match = re.fullmatch(rf"00-{trace_id}-([0-9a-f]{{16}})-00", sent.header("traceparent") or "")
+    assert match is not None and match.group(1) != CLIENT_SPAN, sent.header("traceparent")
+    assert sent.header("tracestate") == "vendor=xyz" and len(sent.header_values("traceparent")) == 1
+    time.sleep(0.5)  # the exporter's batch delay is 50 ms: anything recorded would have arrived
+    assert [span for span in collector.spans if span.trace_id == trace_id] == []

@@ -113,11 +113,16 @@ class Tracing:
                       name: str | None = None) -> tuple[Span, object]:
         """The request's server span, a child of the client's ``traceparent`` when it sent a valid
         one, made the current context; hand both to :meth:`end_request`."""
-        parent = self._propagator.extract(headers, getter=_GETTER)
+        parent = self._propagator.extract(headers, getter=_GETTER) if _has_trace_header(headers) else None
         span = self.tracer.start_span(name or f"{method} /{backend}", context=parent, kind=SpanKind.SERVER,
                                       attributes={"http.request.method": method, "url.path": path, BACKEND: backend},
                                       record_exception=False, set_status_on_exception=False)
         return span, otel_context.attach(trace.set_span_in_context(span))
+
+    def records_below(self, span: Span) -> bool:
+        """Whether spans under ``span`` may be recorded. Not when it was sampled out and the sampler
+        follows the parent: then the request needs no leaves at all, only the upstream's header."""
+        return span.is_recording() or not self._leaves_follow_parent
 
     @staticmethod
     def end_request(span: Span, token: object) -> None:
@@ -207,17 +212,27 @@ class Tracing:
                 attributes={KEY_SOURCE: source, "url.full": _url_without_secrets(url)}) as span:
             yield span
 
-    def trace_headers(self, span: Span) -> list[tuple[str, str]]:
-        """``traceparent`` (and ``tracestate``) naming ``span``, for a client that takes text headers."""
-        carrier: dict[str, str] = {}
-        self._propagator.inject(carrier, context=trace.set_span_in_context(span))
-        return list(carrier.items())
+    @staticmethod
+    def trace_headers(span: Span) -> list[tuple[str, str]]:
+        """``traceparent`` (and ``tracestate``) naming ``span``, formatted as W3C Trace Context
+        level 1 says (what the propagator's ``inject`` writes, without its context lookups)."""
+        context = span.get_span_context()
+        if not context.is_valid:
+            return []
+        headers = [("traceparent", f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}")]
+        if context.trace_state:
+            headers.append(("tracestate", context.trace_state.to_header()))
+        return headers
 
     def with_trace_context(self, headers: list[Header], span: Span) -> list[Header]:
         """``headers`` with the client's trace headers replaced by ``span``'s context."""
         out = [header for header in headers if header[0] not in _TRACE_HEADERS]
         out.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in self.trace_headers(span))
         return out
+
+
+def _has_trace_header(headers: Sequence[Header]) -> bool:
+    return any(name == b"traceparent" for name, _ in headers)
 
 
 def _upstream_attributes(base: str) -> dict[str, Any]:

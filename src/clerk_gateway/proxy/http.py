@@ -331,19 +331,32 @@ class BackendProxy:
 
 class TracedBackendProxy(BackendProxy):
     """A backend proxy whose every request is a server span (tracing on). A subclass, so that with
-    tracing off the request path has not even a branch for it."""
+    tracing off the request path has not even a branch for it.
+
+    A request that was sampled out records nothing below its server span, so it takes the plain
+    path (``_plain``, the same proxy without tracing) and only its upstream learns the trace: the
+    client's trace headers are replaced by the server span's before the header filter, which
+    passes them on like any end-to-end header."""
+
+    def __init__(self, adapter: Adapter, client: UpstreamClient, verifier: TokenVerifier, **options: Any) -> None:
+        super().__init__(adapter, client, verifier, **options)
+        self._plain = BackendProxy(adapter, client, verifier, **{**options, "tracing": None})
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         tracing = self.tracing
         assert tracing is not None
         span, context = tracing.begin_request(scope["method"], scope["path"], scope["headers"], self.adapter.name)
-
-        async def send_recording_status(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                tracing.responded(span, message["status"])
-            await send(message)
-
         try:
+            if not tracing.records_below(span):
+                scope["headers"] = tracing.with_trace_context(scope["headers"], span)
+                await self._plain.handle(scope, receive, send, path)
+                return
+
+            async def send_recording_status(message: MutableMapping[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    tracing.responded(span, message["status"])
+                await send(message)
+
             await super().handle(scope, receive, send_recording_status, path)
         finally:
             tracing.end_request(span, context)
