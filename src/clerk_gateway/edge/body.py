@@ -13,6 +13,7 @@ turned into a 408 only when this timer caused it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -49,7 +50,9 @@ async def read_within(read: Awaitable[T], seconds: float | None) -> T:
         return await read
     cancelling = task.cancelling()
     deadline = _Deadline(task)
-    timer = asyncio.get_running_loop().call_later(seconds, deadline.expire)
+    # a fresh context: the timer needs none, and the request's (with its trace span) would stay alive in the
+    # loop's timer heap until the deadline, even after the cancel below
+    timer = asyncio.get_running_loop().call_later(seconds, deadline.expire, context=contextvars.Context())
     try:
         return await read
     except asyncio.CancelledError:

@@ -11,6 +11,7 @@ all the parsing, including chunked framing.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
@@ -370,8 +371,10 @@ class Http1Upstream:
             connection.response = response
             assert connection.transport is not None
             connection.transport.write(payload)
-            # A bare timer is much cheaper than asyncio.timeout() on a path taken by every request.
-            timer = asyncio.get_running_loop().call_later(timeout, _expire, response)
+            # A bare timer is much cheaper than asyncio.timeout() on a path taken by every request. Its own
+            # empty context: a cancelled timer stays in the loop's heap until its time, and would keep the
+            # request's context (a trace span, say) alive that long.
+            timer = asyncio.get_running_loop().call_later(timeout, _expire, response, context=contextvars.Context())
             try:
                 await response.headers_ready
             except UpstreamTimeout:
