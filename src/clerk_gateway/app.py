@@ -28,6 +28,7 @@ from clerk_gateway.readiness import ReadinessProbe
 from clerk_gateway.runtime import Runtime
 from clerk_gateway.server import tune_gc
 from clerk_gateway.settings import Settings, load_settings
+from clerk_gateway.webhooks.endpoint import PATH as WEBHOOK_PATH
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -96,6 +97,9 @@ class GatewayApp:
         kind = scope["type"]
         if kind == "http":
             path: str = scope["path"]
+            if path == WEBHOOK_PATH and self.runtime.webhooks is not None:
+                await self.runtime.webhooks.endpoint(scope, receive, send)
+                return
             end = path.find("/", 1)
             proxy = self.proxies.get(path[1:end] if end > 0 else path[1:])
             if proxy is not None:

@@ -127,6 +127,55 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return asyncio.run(run_inspect(settings, text, as_json=args.json))
 
 
+
+BACKFILL_HELP = """\
+Copy every Clerk user into the backend's users table (GATEWAY_USER_SYNC) through the same guarded
+upsert the webhook endpoint uses. The users are listed with CLERK_SECRET_KEY from Clerk's Backend
+API (GET /v1/users, 500 a page, oldest first: order_by=+created_at); a 429 waits Retry-After
+(at most 60 s) and asks for the same page again.
+
+Safe to run while webhooks arrive, and to run again: users created meanwhile land on later pages
+(ascending order), and a user a webhook updated meanwhile keeps the newer version (counted
+unchanged) when GATEWAY_USER_SYNC has a version_column.
+
+Progress goes to standard error (one updating line on a terminal). One summary line ends it, on
+standard output:
+  backfill: 1,234 users applied, 5 unchanged, 0 skipped, 0 failed (3 pages, 1 rate-limit wait)
+
+exit status: 0 every user was written or was already current, 1 a user failed or the run stopped
+(a line on standard error says why), 2 the settings have problems.
+"""
+
+
+def _backfill_page_size(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 500:
+        raise argparse.ArgumentTypeError("must be a whole number from 1 to 500 (Clerk's maximum limit)")
+    return int(text)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from clerk_gateway.webhooks.backfill import run_backfill
+
+    settings = _load_or_report()
+    if settings is None:
+        return 2
+    missing = []
+    if settings.user_sync is None:
+        missing.append("GATEWAY_USER_SYNC: not set: backfill writes the users where the webhook sync does "
+                       "(backend, table, columns)")
+    if settings.clerk.secret_key is None:
+        missing.append("CLERK_SECRET_KEY: not set: backfill lists the users with the instance's secret key "
+                       "(sk_live_… or sk_test_…)")
+    if missing:
+        print("clerk-gateway: the settings have problems:", *(f"  {line}" for line in missing), sep="\n",
+              file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(run_backfill(settings, page_size=args.page_size, dry_run=args.dry_run))
+    except KeyboardInterrupt:
+        print("\nclerk-gateway backfill: interrupted; running it again is safe", file=sys.stderr)
+        return 130
+
 INSPECT_HELP = """\
 Decode a token (header and claims; never the signature) and explain, check by check, whether
 the settings accept it. The token may be given as 'Bearer <token>', or as - to read it from
@@ -178,6 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("token", help="the token, or - to read it from standard input")
     inspect.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
     inspect.set_defaults(func=cmd_inspect)
+    backfill = commands.add_parser("backfill", help="copy every Clerk user into the users table (safe while "
+                                   "webhooks arrive)", description=BACKFILL_HELP,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    backfill.add_argument("--page-size", type=_backfill_page_size, default=500, metavar="N",
+                          help="users per request, 1..500 (default 500, the fewest requests)")
+    backfill.add_argument("--dry-run", action="store_true",
+                          help="list and map every user and print the counts; write nothing")
+    backfill.set_defaults(func=cmd_backfill)
     return parser
 
 

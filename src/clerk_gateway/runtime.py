@@ -95,6 +95,7 @@ class Runtime:
     socket_proxies: dict[str, WebSocketProxy] = field(default_factory=dict)
     websockets: SocketRegistry = field(default_factory=SocketRegistry)
     tracing: Any = None  # observability.tracing.Tracing when on; that module is imported only then
+    webhooks: Any = None  # webhooks.setup.Webhooks when CLERK_WEBHOOK_SIGNING_SECRET is set
 
     @classmethod
     def build(cls, settings: Settings, *, http: httpx.AsyncClient | None = None, tracing: Any = None) -> Runtime:
@@ -108,8 +109,8 @@ class Runtime:
                                            headers={"user-agent": "clerk-gateway"})
         keys = build_key_provider(settings.clerk, client, tracing=tracing)
         cache_size = settings.gateway.verified_token_cache_size
-        verifier = TokenVerifier(keys, VerifierPolicy.from_clerk(settings.clerk),
-                                 cache=VerifiedTokenCache(cache_size) if cache_size else None, tracing=tracing)
+        token_cache = VerifiedTokenCache(cache_size) if cache_size else None
+        verifier = TokenVerifier(keys, VerifierPolicy.from_clerk(settings.clerk), cache=token_cache, tracing=tracing)
         adapters: dict[str, Adapter] = {}
         proxies: dict[str, BackendProxy] = {}
         upstreams: list[UpstreamClient] = []
@@ -151,14 +152,25 @@ class Runtime:
                 access_log=settings.gateway.access_log, guards=guards,
                 body_timeout=settings.gateway.client_body_timeout_seconds or None, tracing=tracing,
             )
+        webhooks = None
+        if settings.clerk.webhook_signing_secrets:
+            from clerk_gateway.webhooks.setup import build_webhooks
+
+            webhooks = build_webhooks(settings, adapters, client, sockets=websockets, token_cache=token_cache,
+                                      services=services)
+            verifier.revocations = webhooks.revocations.revoked
         return cls(settings, client, keys, verifier, adapters, proxies, upstreams, rate_limit, services,
-                   socket_proxies, websockets, tracing)
+                   socket_proxies, websockets, tracing, webhooks)
 
     async def start(self) -> None:
         await self.keys.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()
 
     async def aclose(self) -> None:
         await self.keys.aclose()
+        if self.webhooks is not None:
+            await self.webhooks.aclose()
         for service in (self.services.minter, self.services.exchanger):
             close = getattr(service, "aclose", None)
             if close is not None:

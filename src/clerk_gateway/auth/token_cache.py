@@ -72,5 +72,16 @@ class VerifiedTokenCache:
         self._entries.clear()
         TOKEN_CACHE_SIZE.set(0)
 
+    def forget(self, *, session_id: str | None = None, subject: str | None = None) -> int:
+        """Drop the tokens of a session (or of every session of a user): a revocation, seen in a
+        Clerk webhook. A walk over the cache, but revocations are rare and the cache is bounded."""
+        doomed = [token for token, (_, verified) in self._entries.items()
+                  if (session_id is not None and verified.session_id == session_id)
+                  or (subject is not None and verified.subject == subject)]
+        for token in doomed:
+            del self._entries[token]
+        TOKEN_CACHE_SIZE.set(len(self._entries))
+        return len(doomed)
+
     def __len__(self) -> int:
         return len(self._entries)

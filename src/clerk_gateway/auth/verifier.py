@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jose import jws as jose_jws
 
@@ -254,9 +254,12 @@ class TokenVerifier:
     """Verifies tokens against a key provider and a policy, with an optional verified-token cache."""
 
     def __init__(self, keys: KeyProvider, policy: VerifierPolicy, *, cache: VerifiedTokenCache | None = None,
-                 clock: Callable[[], float] = time.time, tracing: Tracing | None = None) -> None:
+                 clock: Callable[[], float] = time.time, tracing: Tracing | None = None,
+                 revocations: RevocationCheck | None = None) -> None:
         self._keys = keys
         self._tracing = tracing
+        #: Sessions ended since their tokens were issued (Clerk webhooks); checked on every token.
+        self.revocations = revocations
         self.policy = policy
         self._cache = cache
         self._clock = clock
@@ -271,10 +274,16 @@ class TokenVerifier:
             if hit is not None:
                 if self._tracing is not None:
                     self._tracing.cached_verification(hit)
+                if self.revocations is not None and self.revocations.is_revoked(hit):
+                    raise _session_revoked()
                 return hit
         if self._tracing is not None:
-            return await self._tracing.verification(self._verify_fresh(token, now), cache_on=cache is not None)
-        return await self._verify_fresh(token, now)
+            verified = await self._tracing.verification(self._verify_fresh(token, now), cache_on=cache is not None)
+        else:
+            verified = await self._verify_fresh(token, now)
+        if self.revocations is not None and self.revocations.is_revoked(verified):
+            raise _session_revoked()
+        return verified
 
     async def _verify_fresh(self, token: str, now: float) -> VerifiedToken:
         parsed = self._parse(token)
@@ -336,6 +345,14 @@ class TokenVerifier:
         except Exception:  # a key provider bug must not turn into an unhandled 500 with a traceback
             log.exception("key provider failed")
             raise ServiceUnavailableError("keys-unavailable", "verification keys are unavailable") from None
+
+
+class RevocationCheck(Protocol):
+    def is_revoked(self, token: VerifiedToken) -> bool: ...
+
+
+def _session_revoked() -> AuthenticationError:
+    return AuthenticationError("session-revoked", "the session of this token has ended (signed out or revoked)")
 
 
 def _record(name: str, run: Callable[[], str]) -> Check:

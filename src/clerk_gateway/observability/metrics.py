@@ -66,6 +66,11 @@ WEBSOCKETS_OPEN = Gauge(
     "gateway_websockets_open", "WebSocket subscription sockets open in this process", registry=REGISTRY,
     multiprocess_mode="livesum",
 )
+WEBHOOK_EVENTS = Counter(
+    "gateway_webhook_events_total",
+    "Clerk webhook deliveries by event type (known types, else 'other') and outcome",
+    ["type", "outcome"], registry=REGISTRY,
+)
 JWKS_LAST_SUCCESS = Gauge(
     "gateway_jwks_last_success_timestamp_seconds", "Unix time of the last successful fetch of the key set",
     ["source"], registry=REGISTRY, multiprocess_mode="livemin",  # the stalest worker's

@@ -45,6 +45,13 @@ class SocketRegistry:
             socket.close_soon(code, reason)
         return len(matched)
 
+    def close_subject(self, subject: str, code: int = 4403, reason: str = "session ended") -> int:
+        """Close every socket of the user ``subject`` (all of their sessions); returns how many."""
+        matched = [socket for socket in self._sockets if socket.subject == subject]
+        for socket in matched:
+            socket.close_soon(code, reason)
+        return len(matched)
+
     def close_all(self, code: int = 1001, reason: str = "server shutting down") -> int:
         sockets = list(self._sockets)
         for socket in sockets:

@@ -22,6 +22,7 @@ from .problems import Problems, SettingsError
 from .ratelimit import RateLimitSettings, check_rate_limit
 from .sources import ConfigFileError, read_config_file
 from .tracing import TracingConfig, read_tracing
+from .user_sync import UserSyncSettings
 
 __all__ = ["ClerkConfig", "ClerkSettings", "GatewaySettings", "Settings", "SettingsError", "load_settings"]
 
@@ -35,12 +36,15 @@ class Settings:
     rate_limit: RateLimitSettings
     #: None: tracing is off (the default; see :mod:`.tracing`).
     tracing: TracingConfig | None = None
+    #: GATEWAY_USER_SYNC: where the webhooks and ``backfill`` write Clerk users (None: no sync).
+    user_sync: UserSyncSettings | None = None
 
 
 def _model_problems(prefix: str, error: ValidationError, problems: Problems) -> None:
     for item in error.errors():
         path = "__".join(str(part).upper() for part in item["loc"])
-        problems.add(f"{prefix}{path}", problem_message(item))
+        # a whole-model problem of a nested setting names the setting itself (GATEWAY_USER_SYNC)
+        problems.add(f"{prefix}{path}" if path or not prefix.endswith("__") else prefix[:-2], problem_message(item))
 
 
 def validate_section(model: type[Any], values: dict[str, Any], prefix: str, problems: Problems) -> Any:
@@ -95,6 +99,49 @@ def _check_identity_modes(backends: Mapping[str, Any], gateway: GatewaySettings,
                          "Backend API for the session's template token")
 
 
+def _shared_redis(rate_limit: RateLimitSettings, gateway: GatewaySettings | None) -> RateLimitSettings:
+    """``GATEWAY_REDIS_URL`` is the Redis replicas share: with it, the rate limits are shared too
+    unless ``GATEWAY_RATE_LIMIT_BACKEND`` says otherwise, and ``GATEWAY_RATE_LIMIT_REDIS_URL``
+    stays an override (a separate Redis for the limiter)."""
+    if gateway is None or gateway.redis_url is None:
+        return rate_limit
+    update: dict[str, Any] = {}
+    if rate_limit.redis_url is None:
+        update["redis_url"] = gateway.redis_url
+    if "backend" not in rate_limit.model_fields_set:
+        update["backend"] = "redis"
+    return rate_limit.model_copy(update=update) if update else rate_limit
+
+
+_SYNC_ADAPTERS = ("hasura", "nhost", "fauna")
+
+
+def _user_sync(gateway: GatewaySettings, backends: Mapping[str, Any], problems: Problems) -> UserSyncSettings | None:
+    """GATEWAY_USER_SYNC, checked against the backend it names (which must be able to take the writes)."""
+    if gateway.user_sync is None:
+        return None
+    sync: UserSyncSettings | None = validate_section(UserSyncSettings, dict(gateway.user_sync),
+                                                     "GATEWAY_USER_SYNC__", problems)
+    if sync is None:
+        return None
+    backend = backends.get(sync.backend)
+    if backend is None:
+        if sync.backend not in gateway.backends:
+            problems.add("GATEWAY_USER_SYNC__BACKEND", f"'{sync.backend}' is not one of GATEWAY_BACKENDS")
+        return None
+    adapter = getattr(backend, "adapter", "")
+    if adapter not in _SYNC_ADAPTERS:
+        problems.add("GATEWAY_USER_SYNC__BACKEND", f"'{sync.backend}' uses the {adapter} adapter; the sync writes "
+                     "to hasura, nhost or fauna backends")
+    elif adapter == "fauna" and sync.secret is None:
+        problems.add("GATEWAY_USER_SYNC__SECRET", f"required for the Fauna backend '{sync.backend}': a Fauna key "
+                     "(role server) that may read and write the collection")
+    elif adapter != "fauna" and sync.secret is None and getattr(backend, "admin_secret", None) is None:
+        problems.add("GATEWAY_USER_SYNC__SECRET", f"the backend '{sync.backend}' has no admin_secret (its mode is "
+                     f"{getattr(backend, 'auth_mode', '?')}); the sync writes with the admin secret, so set it here")
+    return sync
+
+
 def load_settings(
     clerk_overrides: Mapping[str, Any] | None = None,
     gateway_overrides: Mapping[str, Any] | None = None,
@@ -123,6 +170,7 @@ def load_settings(
     values = file_defaults(RateLimitSettings, file_data.get("rate_limit") or {}, "GATEWAY_RATE_LIMIT_")
     rate_limit = validate_section(RateLimitSettings, values, "GATEWAY_RATE_LIMIT_", problems)
     if rate_limit is not None:
+        rate_limit = _shared_redis(rate_limit, gateway_settings)
         check_rate_limit(rate_limit, problems)
 
     clerk = resolve_clerk(clerk_settings, problems) if clerk_settings is not None else None
@@ -147,9 +195,13 @@ def load_settings(
                     normalize_origin(origin)
                 except ValueError as exc:
                     problems.add("GATEWAY_CORS_ORIGINS", str(exc))
+    user_sync = _user_sync(gateway_settings, backends, problems) if gateway_settings is not None else None
+    if clerk_settings is not None and clerk_settings.webhook_signing_secret and gateway_settings is not None \
+            and "webhooks" in gateway_settings.backends:
+        problems.add("GATEWAY_BACKENDS", "a backend named 'webhooks' would shadow POST /webhooks/clerk; rename it")
     tracing = read_tracing(problems)
     problems.raise_if_any()
     assert clerk is not None and gateway_settings is not None
     assert graphql_settings is not None and rate_limit is not None
     return Settings(clerk=clerk, gateway=gateway_settings, backends=backends, graphql=graphql_settings,
-                    rate_limit=rate_limit, tracing=tracing)
+                    rate_limit=rate_limit, tracing=tracing, user_sync=user_sync)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -34,8 +36,25 @@ class ClerkSettings(SettingsBase):
     reject_pending: bool = True
     jwks_cooldown_seconds: float = Field(default=10, ge=0, le=3600)
     jwks_max_stale_seconds: float = Field(default=86400, ge=0)
+    #: Svix signing secrets (whsec_…), several during a rotation: enables POST /webhooks/clerk.
+    webhook_signing_secret: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
-    _split = field_validator("authorized_parties", mode="before")(split_list)
+    _split = field_validator("authorized_parties", "webhook_signing_secret", mode="before")(split_list)
+
+    @field_validator("webhook_signing_secret")
+    @classmethod
+    def _whsec(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for secret in value:
+            text = secret.get_secret_value()
+            body = text.removeprefix("whsec_")
+            try:
+                decoded = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+            except (binascii.Error, ValueError):
+                decoded = b""
+            if not text.startswith("whsec_") or len(decoded) < 16:
+                raise ValueError("each secret must be the endpoint's whsec_… signing secret from the Clerk Dashboard "
+                                 "(base64 after whsec_)")
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +73,8 @@ class ClerkConfig:
     jwks_cooldown_seconds: float
     jwks_max_stale_seconds: float
     session_cookie_names: tuple[str, ...]
+    #: whsec_… secrets of the webhook endpoint; empty: no POST /webhooks/clerk.
+    webhook_signing_secrets: tuple[str, ...] = ()
 
 
 def resolve_clerk(settings: ClerkSettings, problems: Problems) -> ClerkConfig | None:
@@ -130,4 +151,5 @@ def resolve_clerk(settings: ClerkSettings, problems: Problems) -> ClerkConfig | 
         jwks_cooldown_seconds=settings.jwks_cooldown_seconds,
         jwks_max_stale_seconds=settings.jwks_max_stale_seconds,
         session_cookie_names=tuple(cookie_names),
+        webhook_signing_secrets=tuple(secret.get_secret_value() for secret in settings.webhook_signing_secret),
     )

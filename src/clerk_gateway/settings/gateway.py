@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from .complex_values import SettingsBase, split_list
@@ -40,6 +40,12 @@ class GatewaySettings(SettingsBase):
     ws_max_message_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     ws_max_subscriptions: int = Field(default=100, ge=1, le=100_000)
     config_file: str | None = None
+    #: The one Redis that replicas share: rate limits, webhook delivery ids, session revocations.
+    redis_url: SecretStr | None = None
+    #: GATEWAY_USER_SYNC (JSON or nested variables): validated into UserSyncSettings by the loader.
+    user_sync: dict[str, Any] | None = None
+    #: Largest accepted webhook body (POST /webhooks/clerk), apart from GATEWAY_MAX_BODY_BYTES.
+    webhook_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
     _split = field_validator("cors_origins", "signing_key_files", mode="before")(split_list)
 
