@@ -1,4 +1,4 @@
-"""The ``clerk-gateway`` command: serve, demo, check, token, inspect."""
+"""The ``clerk-gateway`` command: serve, demo, check, token, inspect, backfill."""
 
 from __future__ import annotations
 

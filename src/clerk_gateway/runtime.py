@@ -64,6 +64,41 @@ def _subscription_check(guard: GraphQLLimitsGuard) -> Callable[[str, bytes | Non
     return check
 
 
+def _apq_redis(settings: Settings) -> Any:
+    """The Redis the APQ stores share, when a backend uses APQ and ``GATEWAY_REDIS_URL`` is set."""
+    url = settings.gateway.redis_url.get_secret_value() if settings.gateway.redis_url else None
+    uses_apq = any(getattr(getattr(backend, "documents", None), "mode", "off") == "apq"
+                   for backend in settings.backends.values())
+    if not url or not uses_apq:
+        return None
+    from redis.asyncio import Redis
+
+    return Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=0)
+
+
+def _document_resolver(name: str, adapter: Adapter, settings: Settings, graphql_guard: GraphQLLimitsGuard | None,
+                       apq_redis: Any) -> Any:
+    """A GraphQL backend's resolver (every mode cleans what goes upstream); None for the others."""
+    documents = getattr(adapter.settings, "documents", None)
+    if documents is None:
+        return None
+    from clerk_gateway.documents.apq_store import ApqStore
+    from clerk_gateway.documents.resolver import DocumentResolver
+
+    manifests = settings.manifests.get(name)
+    if manifests is not None and graphql_guard is not None:
+        for operation in manifests.by_id.values():
+            violation = graphql_guard.check_query(operation.body, role=None)
+            if violation is not None:
+                log.warning("a manifest document breaks the GraphQL limits and will be refused", extra={
+                    "backend": name, "operation_name": operation.name, "document_id": operation.id[:64],
+                    "reason": violation.reason})
+    apq = None
+    if documents.mode == "apq":
+        apq = ApqStore(max_entries=documents.apq_cache_size, redis=apq_redis, key_prefix=f"clerk-gateway:apq:{name}:")
+    return DocumentResolver(name, documents, manifests=manifests, apq=apq)
+
+
 def build_adapter_services(needed: Set[str], settings: Settings, http: httpx.AsyncClient) -> AdapterServices:
     """The ``mint`` signer and the ``exchange`` client, each built only when an adapter says it
     needs it (:meth:`Adapter.services_needed`; the settings loader already refused a mint backend
@@ -96,6 +131,7 @@ class Runtime:
     websockets: SocketRegistry = field(default_factory=SocketRegistry)
     tracing: Any = None  # observability.tracing.Tracing when on; that module is imported only then
     webhooks: Any = None  # webhooks.setup.Webhooks when CLERK_WEBHOOK_SIGNING_SECRET is set
+    closables: list[Any] = field(default_factory=list)  # clients with an ``aclose`` (the APQ Redis)
 
     @classmethod
     def build(cls, settings: Settings, *, http: httpx.AsyncClient | None = None, tracing: Any = None) -> Runtime:
@@ -128,6 +164,7 @@ class Runtime:
         services = build_adapter_services(
             {service for adapter in adapters.values() for service in adapter.services_needed()}, settings, client)
         websockets = SocketRegistry()
+        apq_redis = _apq_redis(settings)
         ws_limits = WebSocketLimits(
             init_timeout=settings.gateway.ws_init_timeout_seconds,
             max_message_bytes=settings.gateway.ws_max_message_bytes,
@@ -144,6 +181,7 @@ class Runtime:
                 limits=ws_limits, registry=websockets, check_query=check_query, tracing=tracing)
             upstream = create_upstream_client(settings.gateway.upstream_client, backend.max_connections)
             upstreams.append(upstream)
+            resolver = _document_resolver(name, adapter, settings, graphql_guard, apq_redis)
             proxy_class = BackendProxy if tracing is None else TracedBackendProxy
             proxies[name] = proxy_class(
                 adapter, upstream, verifier,
@@ -151,6 +189,7 @@ class Runtime:
                 max_body_bytes=settings.gateway.max_body_bytes,
                 access_log=settings.gateway.access_log, guards=guards,
                 body_timeout=settings.gateway.client_body_timeout_seconds or None, tracing=tracing,
+                documents=resolver,
             )
         webhooks = None
         if settings.clerk.webhook_signing_secrets:
@@ -159,8 +198,10 @@ class Runtime:
             webhooks = build_webhooks(settings, adapters, client, sockets=websockets, token_cache=token_cache,
                                       services=services)
             verifier.revocations = webhooks.revocations.revoked
-        return cls(settings, client, keys, verifier, adapters, proxies, upstreams, rate_limit, services,
-                   socket_proxies, websockets, tracing, webhooks)
+        runtime = cls(settings, client, keys, verifier, adapters, proxies, upstreams, rate_limit, services,
+                      socket_proxies, websockets, tracing, webhooks)
+        runtime.closables = [apq_redis] if apq_redis is not None else []
+        return runtime
 
     async def start(self) -> None:
         await self.keys.start()
@@ -182,5 +223,8 @@ class Runtime:
         if self.rate_limit is not None:
             await self.rate_limit.aclose()
         await self.http.aclose()
+        for closable in self.closables:
+            with contextlib.suppress(Exception):
+                await closable.aclose()
         if self.tracing is not None:
             await self.tracing.shutdown()  # last: the spans of everything closed above are flushed too

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from clerk_gateway.auth.model import TokenKind, VerifiedToken
+from clerk_gateway.documents.settings import DocumentsSettings
 from clerk_gateway.errors import AuthenticationError, GatewayError, MethodNotAllowedError, NotFoundError
 from clerk_gateway.settings.complex_values import split_list
 
@@ -50,6 +51,7 @@ class HasuraSettings(BackendSettings):
     org_claims: bool = True  # x-hasura-org-id/-slug/-role from the active organization (o)
     org_permissions: bool = False  # also x-hasura-org-permissions from o.per
     org_roles: dict[str, str] = Field(default_factory=dict)  # org role -> Hasura role (then reserved)
+    documents: DocumentsSettings = Field(default_factory=DocumentsSettings)  # trusted documents / APQ
 
     _lists = field_validator("allowed_roles", "token_kinds", mode="before")(split_list)
 

@@ -71,6 +71,12 @@ WEBHOOK_EVENTS = Counter(
     "Clerk webhook deliveries by event type (known types, else 'other') and outcome",
     ["type", "outcome"], registry=REGISTRY,
 )
+DOCUMENTS = Counter(
+    "gateway_documents_total",
+    "GraphQL documents by backend and outcome (trusted documents and APQ: manifest-id, manifest-text, apq-hit, "
+    "apq-miss, apq-registered, unknown-text, refused-not-in-manifest, …)",
+    ["backend", "outcome"], registry=REGISTRY,
+)
 JWKS_LAST_SUCCESS = Gauge(
     "gateway_jwks_last_success_timestamp_seconds", "Unix time of the last successful fetch of the key set",
     ["source"], registry=REGISTRY, multiprocess_mode="livemin",  # the stalest worker's

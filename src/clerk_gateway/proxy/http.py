@@ -44,6 +44,7 @@ from .request_id import request_id_from
 from .upstream import UpstreamClient, UpstreamConnectError, UpstreamResponse, UpstreamTimeout
 
 if TYPE_CHECKING:
+    from clerk_gateway.documents.resolver import DocumentResolver
     from clerk_gateway.observability.tracing import Tracing
 
 Scope = MutableMapping[str, Any]
@@ -84,8 +85,10 @@ class BackendProxy:
     def __init__(self, adapter: Adapter, client: UpstreamClient, verifier: TokenVerifier, *,
                  cookie_names: Sequence[str], max_body_bytes: int, access_log: bool = False,
                  guards: Sequence[RequestGuard] = (), body_timeout: float | None = None,
-                 tracing: Tracing | None = None) -> None:
+                 tracing: Tracing | None = None, documents: DocumentResolver | None = None) -> None:
         self.adapter = adapter
+        #: Trusted documents / APQ, and the cleaning of what goes upstream (GraphQL backends only).
+        self.documents = documents
         self.client = client
         self.verifier = verifier
         self.cookie_names = tuple(cookie_names)
@@ -156,6 +159,14 @@ class BackendProxy:
                                       f"{token.kind.value} tokens are not accepted by this backend")
         body = await read_within(_read_body(receive, self.max_body_bytes), self.body_timeout)
         scope[BODY_READ] = True
+        query_string: bytes = scope["query_string"]
+        if self.documents is not None and route.graphql:
+            if scope["method"] == "GET":
+                query_string = await self.documents.resolve_query_string(query_string, raw_headers)
+            else:
+                body = await self.documents.resolve_body(body, raw_headers)
+            if context is not None:
+                context.query_string = query_string
         if route.ends_at_token_expiry:
             scope[_EXPIRES_AT] = token.expires_at
         if context is not None:
@@ -178,8 +189,8 @@ class BackendProxy:
                 span.end()
         headers.append((b"x-request-id", request_id))
         url = route.upstream_url
-        if scope["query_string"]:
-            url = f"{url}?{scope['query_string'].decode('latin-1')}"
+        if query_string:
+            url = f"{url}?{query_string.decode('latin-1')}"
         started = time.perf_counter()
         try:
             if tracing is None:

@@ -35,8 +35,9 @@ def http_date() -> bytes:
 
 
 def error_headers(error: GatewayError, content_type: bytes) -> list[Header]:
-    headers: list[Header] = [(b"content-type", content_type), (b"cache-control", b"no-store"),
-                             (b"date", http_date())]
+    headers: list[Header] = [(b"content-type", content_type), (b"date", http_date())]
+    if not any(name.lower() == "cache-control" for name in error.headers):
+        headers.insert(1, (b"cache-control", b"no-store"))
     if isinstance(error, AuthenticationError):
         value = f'Bearer error="invalid_token", error_description="{_quote(error.message)}"'
         headers.append((b"www-authenticate", value.encode("latin-1", "replace")))

@@ -8,7 +8,7 @@ one line naming the variable, so an operator fixes them all in one go.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -38,6 +38,8 @@ class Settings:
     tracing: TracingConfig | None = None
     #: GATEWAY_USER_SYNC: where the webhooks and ``backfill`` write Clerk users (None: no sync).
     user_sync: UserSyncSettings | None = None
+    #: Each GraphQL backend's loaded manifests (``documents`` in log/enforce mode), read once here.
+    manifests: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _model_problems(prefix: str, error: ValidationError, problems: Problems) -> None:
@@ -142,6 +144,30 @@ def _user_sync(gateway: GatewaySettings, backends: Mapping[str, Any], problems: 
     return sync
 
 
+def _manifests(backends: Mapping[str, Any], problems: Problems) -> dict[str, Any]:
+    """Read every GraphQL backend's manifests now: an unreadable one stops start-up with one line."""
+    from clerk_gateway.documents.manifests import ManifestError, load_manifests
+
+    loaded: dict[str, Any] = {}
+    for name, backend in backends.items():
+        documents = getattr(backend, "documents", None)
+        if documents is None:
+            continue
+        where = f"GATEWAY_BACKENDS__{name.upper()}__DOCUMENTS__MANIFESTS"
+        if documents.mode in ("log", "enforce"):
+            if not documents.manifests:
+                problems.add(where, f"required by documents mode {documents.mode}: the manifest files your "
+                             "frontend's build writes (docs/documents.md)")
+                continue
+            try:
+                loaded[name] = load_manifests(documents.manifests)
+            except ManifestError as exc:
+                problems.add(where, str(exc))
+        elif documents.manifests:
+            problems.add(where, f"manifests are read in the log and enforce modes, not in {documents.mode}")
+    return loaded
+
+
 def load_settings(
     clerk_overrides: Mapping[str, Any] | None = None,
     gateway_overrides: Mapping[str, Any] | None = None,
@@ -196,6 +222,7 @@ def load_settings(
                 except ValueError as exc:
                     problems.add("GATEWAY_CORS_ORIGINS", str(exc))
     user_sync = _user_sync(gateway_settings, backends, problems) if gateway_settings is not None else None
+    manifests = _manifests(backends, problems)
     if clerk_settings is not None and clerk_settings.webhook_signing_secret and gateway_settings is not None \
             and "webhooks" in gateway_settings.backends:
         problems.add("GATEWAY_BACKENDS", "a backend named 'webhooks' would shadow POST /webhooks/clerk; rename it")
@@ -204,4 +231,5 @@ def load_settings(
     assert clerk is not None and gateway_settings is not None
     assert graphql_settings is not None and rate_limit is not None
     return Settings(clerk=clerk, gateway=gateway_settings, backends=backends, graphql=graphql_settings,
-                    rate_limit=rate_limit, tracing=tracing, user_sync=user_sync)
+                    rate_limit=rate_limit, tracing=tracing, user_sync=user_sync,
+                    manifests=MappingProxyType(manifests))

@@ -1,0 +1,194 @@
+"""Trusted documents and APQ through the real gateway, against a recording Hasura.
+
+One gateway, one backend per mode (all pointing at the same recording upstream): what each mode
+lets through, what it refuses and in which words, what the upstream receives (only ``query``,
+``operationName``, ``variables``), the GET forms, the metrics and the log line of ``log`` mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Mint, bearer
+from tests.support.gateway_process import GatewayProcess, gateway_env, hasura_backend
+from tests.support.jwks_server import JwksServer
+from tests.support.upstream import RecordingUpstream
+
+LISTED = "query Viewer { viewer { id name } }"
+LISTED_ID = "a" * 64  # a manifest key: never recomputed from the body
+FLAT = "query Users($limit: Int) { users(limit: $limit) { id } }"
+FLAT_ID = "b" * 64
+ADHOC = "query Sneaky { users { id name last_seen } }"
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def manifests(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    folder = tmp_path_factory.mktemp("manifests")
+    apollo = folder / "persisted-query-manifest.json"
+    apollo.write_text(json.dumps({"format": "apollo-persisted-query-manifest", "version": 1, "operations": [
+        {"id": LISTED_ID, "name": "Viewer", "type": "query", "body": LISTED}]}))
+    flat = folder / "persisted-documents.json"
+    flat.write_text(json.dumps({FLAT_ID: FLAT}))
+    return [str(apollo), str(flat)]
+
+
+@pytest.fixture(scope="module")
+def gateway(jwks_server: JwksServer, upstream: RecordingUpstream, manifests: list[str]) -> Iterator[GatewayProcess]:
+    def backend(**documents: Any) -> dict[str, Any]:
+        return hasura_backend(upstream.url, allowed_roles=["user", "tooling"], documents=documents)
+
+    env = gateway_env(jwks_server.url, {
+        "off": backend(), "apq": backend(mode="apq"), "log": backend(mode="log", manifests=manifests),
+        "enforce": backend(mode="enforce", manifests=manifests, bypass_roles=["tooling"]),
+        "strict": backend(mode="enforce", manifests=manifests, require_id=True)})
+    with GatewayProcess(env) as process:
+        yield process
+
+
+def post(gateway: GatewayProcess, backend: str, body: Any, token: str, **headers: str) -> httpx.Response:
+    with gateway.client() as client:
+        return client.post(f"/{backend}/v1/graphql", json=body, headers={**bearer(token), **headers})
+
+
+def get(gateway: GatewayProcess, backend: str, params: dict[str, str], token: str) -> httpx.Response:
+    with gateway.client() as client:
+        return client.get(f"/{backend}/v1/graphql", params=params, headers=bearer(token))
+
+
+def refusal(response: httpx.Response) -> tuple[int, str, str, str]:
+    error = response.json()["errors"][0]
+    return response.status_code, error["message"], error["extensions"]["code"], error["extensions"]["reason"]
+
+
+def test_off_mode_cleans_what_goes_upstream(gateway: GatewayProcess, upstream: RecordingUpstream, mint: Mint) -> None:
+    body = {"query": ADHOC, "operationName": "Sneaky", "variables": {"a": 1},
+            "extensions": {"clientLibrary": {"name": "@apollo/client", "version": "4"},
+                           "persistedQuery": {"version": 1, "sha256Hash": sha(ADHOC)}}, "documentId": "x"}
+    assert post(gateway, "off", body, mint()).status_code == 200
+    assert upstream.last().json() == {"query": ADHOC, "operationName": "Sneaky", "variables": {"a": 1}}
+    upstream.reset()
+    plain = {"query": ADHOC}
+    assert post(gateway, "off", plain, mint()).status_code == 200
+    assert upstream.last().json() == plain
+
+
+def test_apq_miss_register_and_hit(gateway: GatewayProcess, upstream: RecordingUpstream, mint: Mint) -> None:
+    text = "query Apq { viewer { id } }"
+    hashed = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha(text)}}, "operationName": "Apq"}
+    miss = post(gateway, "apq", hashed, mint())
+    assert refusal(miss) == (200, "PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND", "persisted-query-not-found")
+    assert miss.headers["cache-control"] == "private, no-cache, must-revalidate"
+    assert upstream.requests == []
+    register = post(gateway, "apq", {**hashed, "query": text}, mint())
+    assert register.status_code == 200
+    assert upstream.last().json() == {"query": text, "operationName": "Apq"}
+    upstream.reset()
+    hit = post(gateway, "apq", hashed, mint())
+    assert hit.status_code == 200 and upstream.last().json() == {"query": text, "operationName": "Apq"}
+    upstream.reset()
+    via_get = get(gateway, "apq", {"operationName": "Apq",
+                                   "extensions": json.dumps(hashed["extensions"])}, mint())
+    assert via_get.status_code == 200
+    sent = upstream.last()
+    assert sent.method == "GET" and "extensions" not in sent.query and "query=" in sent.query
+
+
+def test_apq_refuses_a_hash_that_does_not_match(gateway: GatewayProcess, upstream: RecordingUpstream,
+                                                mint: Mint) -> None:
+    wrong = {"query": "query A { viewer { id } }",
+             "extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}}
+    answer = post(gateway, "apq", wrong, mint())
+    assert refusal(answer) == (400, "provided sha does not match query", "PERSISTED_QUERY_HASH_MISMATCH",
+                               "persisted-query-hash-mismatch")
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("body", [
+    {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": LISTED_ID}}},
+    {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "sha256:" + LISTED_ID.upper()}}},
+    {"documentId": LISTED_ID},
+    {"documentId": "sha256:" + LISTED_ID},
+    {"doc_id": LISTED_ID},
+    {"documentId": LISTED_ID, "query": ADHOC},  # text beside a known id is ignored
+], ids=["apollo-extension", "prefixed-upper", "documentId", "documentId-prefixed", "relay-doc_id", "id-wins"])
+def test_enforce_runs_a_manifest_document_by_id(gateway: GatewayProcess, upstream: RecordingUpstream, mint: Mint,
+                                                body: dict[str, Any]) -> None:
+    answer = post(gateway, "enforce", {**body, "variables": {"v": 1}}, mint())
+    assert answer.status_code == 200, answer.text
+    assert upstream.last().json() == {"query": LISTED, "variables": {"v": 1}}
+
+
+def test_enforce_runs_listed_text_and_refuses_the_rest(gateway: GatewayProcess, upstream: RecordingUpstream,
+                                                       mint: Mint) -> None:
+    assert post(gateway, "enforce", {"query": FLAT, "variables": {"limit": 2}}, mint()).status_code == 200
+    assert upstream.last().json() == {"query": FLAT, "variables": {"limit": 2}}
+    upstream.reset()
+    adhoc = post(gateway, "enforce", {"query": ADHOC}, mint())
+    assert refusal(adhoc) == (400, "query is not allowed", "validation-failed", "document-not-in-manifest")
+    unknown = post(gateway, "enforce", {"documentId": "c" * 64}, mint())
+    assert refusal(unknown) == (400, "query is not allowed", "validation-failed", "unknown-document-id")
+    batch = post(gateway, "enforce", [{"documentId": FLAT_ID}, {"query": ADHOC}], mint())
+    assert refusal(batch)[3] == "document-not-in-manifest"  # one refused entry refuses the batch
+    assert upstream.requests == []
+    by_get = get(gateway, "enforce", {"documentId": FLAT_ID, "variables": '{"limit": 1}'}, mint())
+    assert by_get.status_code == 200
+    assert f"query={FLAT}" in upstream.last().query and "documentId" not in upstream.last().query
+
+
+def test_require_id_refuses_even_listed_text(gateway: GatewayProcess, upstream: RecordingUpstream, mint: Mint) -> None:
+    assert refusal(post(gateway, "strict", {"query": LISTED}, mint()))[3] == "document-id-required"
+    assert post(gateway, "strict", {"documentId": LISTED_ID}, mint()).status_code == 200
+
+
+def test_a_bypass_role_may_send_any_document(gateway: GatewayProcess, upstream: RecordingUpstream, mint: Mint) -> None:
+    assert post(gateway, "enforce", {"query": ADHOC}, mint(), **{"x-hasura-role": "tooling"}).status_code == 200
+    assert upstream.last().json() == {"query": ADHOC}
+    assert refusal(post(gateway, "enforce", {"query": ADHOC}, mint(), **{"x-hasura-role": "user"}))[0] == 400
+
+
+def test_log_mode_runs_everything_and_names_the_unknown(gateway: GatewayProcess, upstream: RecordingUpstream,
+                                                         mint: Mint) -> None:
+    answer = post(gateway, "log", {"query": ADHOC, "operationName": "Sneaky"}, mint(),
+                  **{"apollographql-client-name": "web-app"})
+    assert answer.status_code == 200 and upstream.last().json() == {"query": ADHOC, "operationName": "Sneaky"}
+    assert post(gateway, "log", {"documentId": LISTED_ID}, mint()).status_code == 200
+    with gateway.client() as client:
+        metrics = client.get("/metrics").text
+    assert 'gateway_documents_total{backend="log",outcome="unknown-text"}' in metrics
+    assert 'gateway_documents_total{backend="log",outcome="manifest-id"}' in metrics
+    assert 'gateway_documents_total{backend="enforce",outcome="refused-not-in-manifest"}' in metrics
+    lines = [json.loads(line) for line in gateway.stderr_text().splitlines() if "document not in the manifests" in line]
+    assert any(line.get("operation_name") == "Sneaky" and line.get("client_name") == "web-app"
+               and line.get("document_sha256") == sha(ADHOC) for line in lines), lines
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (None, "cannot be read"),
+    ("[1, 2]", "is a JSON list"),
+    ('{"format": "apollo-persisted-query-manifest", "version": 2, "operations": []}', "of version 2"),
+    ("{not json", "is not JSON"),
+], ids=["missing", "array", "other-version", "not-json"])
+def test_an_unusable_manifest_stops_start_up_with_one_line(jwks_server: JwksServer, upstream: RecordingUpstream,
+                                                           tmp_path: Path, content: str | None, words: str) -> None:
+    path = tmp_path / "manifest.json"
+    if content is not None:
+        path.write_text(content)
+    env = gateway_env(jwks_server.url, {"hasura": hasura_backend(upstream.url, documents={
+        "mode": "enforce", "manifests": [str(path)]})})
+    process = GatewayProcess(env)
+    with pytest.raises(AssertionError) as failure:
+        process.start()
+    text = str(failure.value)
+    assert f"GATEWAY_BACKENDS__HASURA__DOCUMENTS__MANIFESTS: {path}: " in text and words in text
+    assert "Traceback" not in text
