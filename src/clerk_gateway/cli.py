@@ -1,4 +1,4 @@
-"""The ``clerk-gateway`` command: serve, demo, check, token, inspect, backfill."""
+"""The ``clerk-gateway`` command: serve, demo, check, token, inspect, backfill, documents check."""
 
 from __future__ import annotations
 
@@ -200,6 +200,23 @@ passed|failed|not-run, detail, setting), settings_problems, backends and accepte
 """
 
 
+def cmd_documents_check(args: argparse.Namespace) -> int:
+    from clerk_gateway.documents.check import check_manifests
+
+    return check_manifests(args.files)
+
+
+DOCUMENTS_HELP = """\
+Validate trusted-document manifests before a deploy: Apollo persisted query manifests
+(@apollo/generate-persisted-query-manifest) and flat {"<id>": "<document>"} maps (GraphQL Codegen's
+persisted-documents.json, Relay's persisted_queries.json). Each file must be readable and in one of
+those formats, every document must parse, an id may not name two documents, and no document may
+break the GraphQL limits (GATEWAY_GRAPHQL_* when set, else the defaults). No other setting is needed.
+
+exit status: 0 every file is usable, 1 a problem (one line each on standard error).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clerk-gateway", description=__doc__)
     parser.add_argument("--version", action="version", version=f"clerk-gateway {__version__}")
@@ -227,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("token", help="the token, or - to read it from standard input")
     inspect.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
     inspect.set_defaults(func=cmd_inspect)
+    documents = commands.add_parser("documents", help="trusted documents: check manifests")
+    documents_commands = documents.add_subparsers(dest="documents_command", required=True)
+    check = documents_commands.add_parser("check", help="validate manifest files", description=DOCUMENTS_HELP,
+                                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    check.add_argument("files", nargs="+", metavar="FILE", help="manifest files")
+    check.set_defaults(func=cmd_documents_check)
     backfill = commands.add_parser("backfill", help="copy every Clerk user into the users table (safe while "
                                    "webhooks arrive)", description=BACKFILL_HELP,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)

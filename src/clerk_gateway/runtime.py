@@ -182,6 +182,7 @@ class Runtime:
             upstream = create_upstream_client(settings.gateway.upstream_client, backend.max_connections)
             upstreams.append(upstream)
             resolver = _document_resolver(name, adapter, settings, graphql_guard, apq_redis)
+            socket_proxies[name].documents = resolver
             proxy_class = BackendProxy if tracing is None else TracedBackendProxy
             proxies[name] = proxy_class(
                 adapter, upstream, verifier,

@@ -192,3 +192,67 @@ def test_an_unusable_manifest_stops_start_up_with_one_line(jwks_server: JwksServ
     text = str(failure.value)
     assert f"GATEWAY_BACKENDS__HASURA__DOCUMENTS__MANIFESTS: {path}: " in text and words in text
     assert "Traceback" not in text
+
+
+# -- WebSocket subscribe / start ------------------------------------------------------------------------
+
+async def test_websocket_subscriptions_are_resolved_and_refused_per_operation(
+        jwks_server: JwksServer, manifests: list[str], mint: Mint) -> None:
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.typing import Subprotocol
+
+    from tests.support.ws_upstream import LEGACY, TRANSPORT, GraphQLWebSocketUpstream
+
+    subscription = "subscription Live { users { id } }"
+    folder = Path(manifests[0]).parent
+    (folder / "subscriptions.json").write_text(json.dumps({"d" * 64: subscription}))
+
+    async def run(url: str, protocol: str, subscribe: str) -> list[dict[str, Any]]:
+        received: list[dict[str, Any]] = []
+        async with connect(url, subprotocols=[Subprotocol(protocol)], proxy=None, open_timeout=5) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"headers": bearer(mint())}}))
+            received.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+            for index, payload in enumerate([
+                    {"query": "", "extensions": {"persistedQuery": {"version": 1, "sha256Hash": "d" * 64}}},
+                    {"query": ADHOC},
+                    {"documentId": "d" * 64, "extensions": {"clientLibrary": {"name": "x"}}}]):
+                await ws.send(json.dumps({"id": str(index), "type": subscribe, "payload": payload}))
+            await asyncio.sleep(0.5)
+            received.extend(json.loads(m) for m in [await asyncio.wait_for(ws.recv(), 2)])
+        return received
+
+    with GraphQLWebSocketUpstream() as ws_upstream:
+        env = gateway_env(jwks_server.url, {"hasura": hasura_backend(ws_upstream.http_url, documents={
+            "mode": "enforce", "manifests": [str(folder / "subscriptions.json")]})})
+        with GatewayProcess(env) as gateway:
+            url = gateway.url.replace("http://", "ws://") + "/hasura/v1/graphql"
+            for protocol, subscribe in ((TRANSPORT, "subscribe"), (LEGACY, "start")):
+                ws_upstream.reset()
+                received = await run(url, protocol, subscribe)
+                assert received[0]["type"] == "connection_ack"
+                assert received[1]["id"] == "1" and received[1]["type"] == "error"  # only the ad-hoc one
+                assert "query is not allowed" in json.dumps(received[1]["payload"])
+                await ws_upstream.wait_for_subscriptions(2)
+                (conn,) = ws_upstream.connections
+                assert [(op_id, payload) for op_id, payload in conn.subscribed] == [
+                    ("0", {"query": subscription}), ("2", {"query": subscription})]  # resolved, extensions gone
+
+
+def test_documents_check_command(manifests: list[str], tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("CLERK_", "GATEWAY_"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2] / "src")
+    ok = subprocess.run([sys.executable, "-m", "clerk_gateway", "documents", "check", *manifests], env=env,
+                        cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == "documents check: 2 operations in 2 files, all usable"
+    broken = tmp_path / "broken.json"
+    broken.write_text("[]")
+    bad = subprocess.run([sys.executable, "-m", "clerk_gateway", "documents", "check", str(broken)], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "is a JSON list" in bad.stderr and "Traceback" not in bad.stderr

@@ -47,6 +47,7 @@ from .ws_protocols import LEGACY, TRANSPORT, WsProtocol, choose_protocol, parse
 from .ws_sessions import SocketRegistry
 
 if TYPE_CHECKING:
+    from clerk_gateway.documents.resolver import DocumentResolver
     from clerk_gateway.observability.tracing import Tracing
 
 __all__ = ["WebSocketLimits", "WebSocketProxy"]
@@ -83,8 +84,10 @@ class WebSocketProxy:
 
     def __init__(self, adapter: Adapter, verifier: TokenVerifier, *, cookie_names: Sequence[str],
                  origin_allowed: Callable[[str], bool], limits: WebSocketLimits, registry: SocketRegistry,
-                 check_query: QueryCheck | None = None, tracing: Tracing | None = None) -> None:
+                 check_query: QueryCheck | None = None, tracing: Tracing | None = None,
+                 documents: DocumentResolver | None = None) -> None:
         self.adapter = adapter
+        self.documents = documents
         self.tracing = tracing
         self.verifier = verifier
         self.cookie_names = tuple(cookie_names)
@@ -336,35 +339,56 @@ class _Socket:
                 data = event.get("bytes") or b""
             if len(data) > limits.max_message_bytes:
                 raise _Closed(1009, "message too big")
-            forward = await self._inspect(data) if isinstance(data, str) else True
-            if forward:
+            forward: str | bytes | None = await self._inspect(data) if isinstance(data, str) else data
+            if forward is not None:
                 assert self.upstream is not None
                 try:
-                    await self.upstream.send(data)
+                    await self.upstream.send(forward)
                 except ConnectionClosed:
                     return  # the pump sees the close and propagates it
 
-    async def _inspect(self, text: str) -> bool:
-        """What the gateway itself acts on in a client message; ``False`` keeps it from the upstream."""
+    async def _inspect(self, text: str) -> str | None:
+        """What the gateway itself acts on in a client message: the text to forward (a subscribe's
+        payload resolved and cleaned by the backend's documents mode), or None to keep it back."""
         message = parse(text)
         if message is None:
-            return True  # the upstream answers malformed messages in its own way
+            return text  # the upstream answers malformed messages in its own way
         kind = message.get("type")
         protocol = self.protocol
         if kind == "ping" and protocol is TRANSPORT and isinstance(message.get("payload"), dict) \
                 and "token" in message["payload"]:
             await self._renew(message["payload"]["token"])
-            return False
+            return None
         operation = message.get("id")
         if kind == protocol.subscribe and isinstance(operation, str):
+            documents = self.proxy.documents
+            if documents is not None and isinstance(message.get("payload"), dict):
+                try:
+                    payload = await documents.resolve_operation(message["payload"], self._role_header())
+                except GatewayError as refused:  # a document the mode refuses: an error for this operation only
+                    await self._send_text(protocol.error(operation, refused.message))
+                    return None
+                message["payload"] = payload
+                text = orjson.dumps(message).decode()
             refusal = self._check_subscription(operation, message.get("payload"))
             if refusal is not None:
                 await self._send_text(protocol.error(operation, refusal))
-                return False
+                return None
             self.operations[operation] = text
         elif kind == protocol.stop and isinstance(operation, str):
             self.operations.pop(operation, None)
-        return True
+        return text
+
+    def _role_header(self) -> list[Header]:
+        """The role the client asked for in ``connection_init`` (for the documents' ``bypass_roles``)."""
+        role = self._requested_role()
+        return [(b"x-hasura-role", role.encode())] if role is not None else []
+
+    def _requested_role(self) -> str | None:
+        headers = self.init_payload.get("headers")
+        value = next((value for name, value in headers.items() if str(name).lower() == "x-hasura-role"),
+                     None) if isinstance(headers, dict) else None
+        return value if isinstance(value, str) else None
 
     def _check_subscription(self, operation: str, payload: Any) -> str | None:
         if operation not in self.operations and len(self.operations) >= self.proxy.limits.max_subscriptions:
@@ -373,10 +397,8 @@ class _Socket:
         query = payload.get("query") if isinstance(payload, dict) else None
         if check is not None and isinstance(query, str):
             # the role the client asked for, matched without case as Adapter.connection_init reads it
-            headers = self.init_payload.get("headers")
-            value = next((value for name, value in headers.items() if str(name).lower() == "x-hasura-role"),
-                         None) if isinstance(headers, dict) else None
-            return check(query, value.encode() if isinstance(value, str) else None)
+            role = self._requested_role()
+            return check(query, role.encode() if role is not None else None)
         return None
 
     async def _upstream_to_client(self, upstream: ClientConnection) -> None:
