@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-mint", action="store_true", help="skip the mint-mode gateway row")
     parser.add_argument("--no-tracing", action="store_true",
                         help="skip the interleaved tracing off vs on comparison")
+    parser.add_argument("--no-documents", action="store_true",
+                        help="skip the interleaved trusted documents off vs enforce comparison")
     parser.add_argument("--no-keepalive-check", action="store_true",
                         help="skip the check that no refusal leaves a client with a dead keep-alive connection")
     parser.add_argument("--gateway-env", type=_assignment, action="append", default=[], metavar="VAR=VALUE",
@@ -269,7 +271,8 @@ class Bench:
         assert self.tokens is not None
         name = f"{target.managed.name}.{tag}.wrk.txt"
         return wrkrun.run_wrk(target.url, self.tokens.tokens, threads=threads, connections=connections,
-                              duration=duration, base_env=self.env, log_path=self.logs / name)
+                              duration=duration, base_env=self.env, log_path=self.logs / name,
+                              body=target.spec.env.get(targets.WRK_BODY_KEY))
 
     def measure(self, target: Target) -> report.TargetResult:
         args = self.args
@@ -338,6 +341,20 @@ class Bench:
             ("on, every request sampled", {**base_env, **targets.tracing_env(self.direct, sampler="always_on")}),
             ("on, 1 in 10 sampled", {**base_env, **targets.tracing_env(self.direct, ratio=0.1)}),
             ("on, 1 in 100 sampled", {**base_env, **targets.tracing_env(self.direct, ratio=0.01)}),
+        ])
+
+    def paired_documents(self) -> None:
+        """Trusted documents' cost (issue 15: enforce with a 5,000-operation manifest within 5 % of
+        off), interleaved: the same query sent as text (found by its text) and by id."""
+        base_env = dict(self.args.gateway_env)
+        manifest, own_id = targets.documents_manifest(WORK, operations=5000,
+                                                       body=json.loads(wrkrun.GRAPHQL_BODY)["query"])
+        enforce = json.dumps({"mode": "enforce", "manifests": [str(manifest)]})
+        self.interleaved("trusted documents off vs enforce (5,000-operation manifest)", [
+            ("off", base_env),
+            ("enforce, text in the manifest", {**base_env, targets.DOCUMENTS_KEY: enforce}),
+            ("enforce, by id", {**base_env, targets.DOCUMENTS_KEY: enforce,
+                                targets.WRK_BODY_KEY: json.dumps({"documentId": own_id})}),
         ])
 
     def interleaved(self, title: str, variants: list[tuple[str, dict[str, str]]]) -> None:
@@ -456,6 +473,8 @@ class Bench:
             self.paired_mint()
         if "gateway" in self.args.only and not self.args.no_tracing:
             self.paired_tracing()
+        if "gateway" in self.args.only and not self.args.no_documents:
+            self.paired_documents()
         if self.memory_minutes > 0 and "gateway" in self.args.only:
             self.memory = self.memory_run(max(self.args.workers))
         meta["finished"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -158,6 +158,26 @@ def tracing_env(direct: Target, *, sampler: str = "always_on", ratio: float | No
 
 #: ``TargetSpec.env`` key (not passed on) that picks the backend's identity mode for a gateway row.
 AUTH_MODE_KEY = "BENCH_AUTH_MODE"
+#: ``TargetSpec.env`` key (not passed on): the backend's ``documents`` field, as JSON.
+DOCUMENTS_KEY = "BENCH_DOCUMENTS"
+#: ``TargetSpec.env`` key (not passed on): the body wrk sends to this row instead of the default.
+WRK_BODY_KEY = "BENCH_WRK_BODY"
+
+
+def documents_manifest(work: Path, *, operations: int, body: str) -> tuple[Path, str]:
+    """A flat manifest of ``operations`` documents (the benchmark's own query among them, last) and
+    that query's id: the size a large frontend ships."""
+    import hashlib
+
+    entries = {}
+    for index in range(operations - 1):
+        text = f"query Generated{index}($id: ID!) {{ node(id: $id) {{ id field{index % 97} }} }}"
+        entries[hashlib.sha256(text.encode()).hexdigest()] = text
+    own_id = hashlib.sha256(body.encode()).hexdigest()
+    entries[own_id] = body
+    path = work / f"manifest-{operations}.json"
+    path.write_text(json.dumps(entries))
+    return path, own_id
 
 
 def _backend(upstream: str, mode: str) -> dict[str, str]:
@@ -171,13 +191,16 @@ def gateway_env(spec: TargetSpec, *, port: int, public_pem: str, upstream: str,
     env = clean_env()
     extra = dict(spec.env)
     mode = extra.pop(AUTH_MODE_KEY, "admin_secret")
+    documents = extra.pop(DOCUMENTS_KEY, None)
+    extra.pop(WRK_BODY_KEY, None)
     if mode == "mint":
         assert work is not None
         extra.setdefault("GATEWAY_SIGNING_KEY_FILE", str(work / "mint-signing-key.pem"))
     env.update({
         "CLERK_JWT_KEY": public_pem,
         "CLERK_ISSUER": ISSUER,
-        "GATEWAY_BACKENDS": json.dumps({"hasura": _backend(upstream, mode)}),
+        "GATEWAY_BACKENDS": json.dumps({"hasura": {**_backend(upstream, mode),
+                                                   **({"documents": json.loads(documents)} if documents else {})}}),
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": str(port),
         "GATEWAY_WORKERS": str(spec.workers),

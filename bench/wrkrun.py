@@ -76,19 +76,19 @@ def wrk_command(url: str, *, threads: int, connections: int, duration: str,
             "--latency", "-s", str(LUA_SCRIPT), url]
 
 
-def wrk_env(base: dict[str, str], tokens_file: Path) -> dict[str, str]:
+def wrk_env(base: dict[str, str], tokens_file: Path, body: str | None = None) -> dict[str, str]:
     env = dict(base)
     env["BENCH_TOKENS"] = str(tokens_file)
-    env["BENCH_BODY"] = GRAPHQL_BODY
+    env["BENCH_BODY"] = body or GRAPHQL_BODY
     return env
 
 
 def run_wrk(url: str, tokens_file: Path, *, threads: int, connections: int, duration: str,
-            base_env: dict[str, str], log_path: Path | None = None) -> WrkResult:
+            base_env: dict[str, str], log_path: Path | None = None, body: str | None = None) -> WrkResult:
     """Run wrk to completion (bounded by its own ``-d`` plus a margin) and parse its result."""
     argv = wrk_command(url, threads=threads, connections=connections, duration=duration)
     completed = subprocess.run(
-        argv, env=wrk_env(base_env, tokens_file), capture_output=True, text=True,
+        argv, env=wrk_env(base_env, tokens_file, body), capture_output=True, text=True,
         timeout=parse_duration(duration) + 60, check=False,
     )
     output = completed.stdout + completed.stderr

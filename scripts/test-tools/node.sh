@@ -4,7 +4,10 @@
 # - tests/e2e/graphql_upstream (graphql-http, graphql): tests/e2e/test_graphql_http_audit.py runs
 #   graphql-http's reference server and its audit with them;
 # - tests/e2e/ws_client (graphql-ws, ws, graphql): tests/e2e/test_websocket_npm.py subscribes through
-#   the gateway with the graphql-ws client.
+#   the gateway with the graphql-ws client;
+# - tests/e2e/frontend_fixture (@apollo/client, the Apollo manifest generator, GraphQL Codegen, graphql):
+#   tests/e2e/test_documents_npm.py generates the trusted-documents manifests and drives the gateway
+#   with Apollo Client's persisted-queries link.
 # Node and npm themselves are not installed here; without `node` those tests skip.
 # Idempotent, and quiet unless the install fails (then npm's output is shown).
 set -euo pipefail
@@ -37,3 +40,5 @@ npm_ci() {
 
 npm_ci graphql_upstream graphql-http graphql
 npm_ci ws_client graphql-ws ws graphql
+npm_ci frontend_fixture graphql @apollo/client @apollo/persisted-query-lists \
+  @apollo/generate-persisted-query-manifest @graphql-codegen/cli @graphql-codegen/client-preset

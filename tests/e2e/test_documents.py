@@ -234,7 +234,9 @@ async def test_websocket_subscriptions_are_resolved_and_refused_per_operation(
                 assert received[0]["type"] == "connection_ack"
                 assert received[1]["id"] == "1" and received[1]["type"] == "error"  # only the ad-hoc one
                 assert "query is not allowed" in json.dumps(received[1]["payload"])
-                await ws_upstream.wait_for_subscriptions(2)
+                # every subscribe the upstream ever saw (the socket may be closed by now)
+                await ws_upstream.wait_for(lambda: len(ws_upstream.connections) == 1
+                                           and len(ws_upstream.connections[0].subscribed) >= 2, what="2 subscribes")
                 (conn,) = ws_upstream.connections
                 assert [(op_id, payload) for op_id, payload in conn.subscribed] == [
                     ("0", {"query": subscription}), ("2", {"query": subscription})]  # resolved, extensions gone
@@ -256,3 +258,32 @@ def test_documents_check_command(manifests: list[str], tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "clerk_gateway", "documents", "check", str(broken)], env=env,
                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "is a JSON list" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_apq_registered_on_one_replica_hits_on_another_through_redis(
+        jwks_server: JwksServer, upstream: RecordingUpstream, mint: Mint) -> None:
+    import os
+    import shutil
+
+    from tests.support.redis_server import RedisServer
+
+    if shutil.which("redis-server") is None:
+        message = "redis-server is not installed (bash scripts/test-tools/redis.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    text = "query Shared { viewer { id } }"
+    hashed = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha(text)}}}
+    redis = RedisServer()
+    redis.start()
+    try:
+        env = gateway_env(jwks_server.url, {"hasura": hasura_backend(upstream.url, documents={"mode": "apq"})},
+                          GATEWAY_REDIS_URL=redis.url)
+        with GatewayProcess(env) as first, GatewayProcess(env) as second:
+            assert refusal(post(second, "hasura", hashed, mint()))[1] == "PersistedQueryNotFound"
+            assert post(first, "hasura", {**hashed, "query": text}, mint()).status_code == 200
+            upstream.reset()
+            assert post(second, "hasura", hashed, mint()).status_code == 200
+            assert upstream.last().json() == {"query": text}
+    finally:
+        redis.stop()
