@@ -557,7 +557,7 @@ def test_redis_is_private_unpersisted_and_reached_through_its_service(renders: R
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert Path(args[0]).parent.as_posix() in mounts and "/data" in mounts
     _deployment, gateway = _gateway(docs)
-    url = _environment(docs, gateway)["GATEWAY_RATE_LIMIT_REDIS_URL"]
+    url = _environment(docs, gateway)["GATEWAY_REDIS_URL"]
     match = re.fullmatch(r"redis://:[^@]+@([a-z0-9-]+):(\d+)/\d+", url)
     assert match, url
     service = _one(docs, "Service", match.group(1))
