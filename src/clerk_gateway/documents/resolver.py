@@ -102,7 +102,7 @@ class DocumentResolver:
                 try:
                     operation[name] = orjson.loads(params[name])
                 except orjson.JSONDecodeError:
-                    operation[name] = params[name] if name == "variables" else None
+                    operation[name] = params[name]  # variables stay text for the backend; extensions are refused
         resolved = await self.resolve_operation(operation, headers)
         out = {}
         for name, value in resolved.items():
@@ -115,6 +115,11 @@ class DocumentResolver:
 
     async def resolve_operation(self, operation: dict[str, Any], headers: Sequence[Header]) -> dict[str, Any]:
         """The clean ``{query, operationName, variables}`` to run; raises :class:`DocumentRefused`."""
+        extensions = operation.get("extensions")
+        if extensions is not None and not isinstance(extensions, dict):
+            # what a GraphQL server answers to it; dropping it silently would hide the client's bug
+            raise DocumentRefused("invalid-extensions", "the 'extensions' parameter must be an object",
+                                  code="bad-request", status=400)
         query = operation.get("query")
         text = query if isinstance(query, str) and query else None
         if self.mode == "apq":

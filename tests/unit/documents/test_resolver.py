@@ -65,3 +65,13 @@ async def test_a_batch_is_resolved_entry_by_entry() -> None:
     body = json.dumps([{"documentId": "id1"}, {"query": TEXT, "extensions": {"x": 1}}]).encode()
     resolved = json.loads(await resolver("enforce").resolve_body(body, []))
     assert resolved == [{"query": TEXT}, {"query": TEXT}]
+
+
+@pytest.mark.parametrize("extensions", ["text", 3, True, [1]])
+async def test_extensions_that_are_not_an_object_are_a_400_not_silently_dropped(extensions: object) -> None:
+    body = json.dumps({"query": "{ a }", "extensions": extensions}).encode()
+    with pytest.raises(DocumentRefused) as refused:
+        await resolver("off").resolve_body(body, [])
+    assert refused.value.status == 400 and refused.value.reason == "invalid-extensions"
+    with pytest.raises(DocumentRefused):
+        await resolver("off").resolve_query_string(b"query=%7B+a+%7D&extensions=not-json", [])
