@@ -287,3 +287,19 @@ def test_apq_registered_on_one_replica_hits_on_another_through_redis(
             assert upstream.last().json() == {"query": text}
     finally:
         redis.stop()
+
+
+def test_a_manifest_document_the_limits_refuse_is_named_at_start_and_refused_per_request(
+        jwks_server: JwksServer, upstream: RecordingUpstream, tmp_path: Path, mint: Mint) -> None:
+    deep = "query TooDeep { " + "a { " * 20 + "b" + " }" * 20 + " }"
+    manifest = tmp_path / "deep.json"
+    manifest.write_text(json.dumps({"e" * 64: deep}))
+    env = gateway_env(jwks_server.url, {"hasura": hasura_backend(upstream.url, documents={
+        "mode": "enforce", "manifests": [str(manifest)]})})
+    with GatewayProcess(env) as gateway:
+        warning = [json.loads(line) for line in gateway.stderr_text().splitlines()
+                   if "breaks the GraphQL limits" in line]
+        assert warning and warning[0]["operation_name"] is None and warning[0]["document_id"] == "e" * 64
+        answer = post(gateway, "hasura", {"documentId": "e" * 64}, mint())
+        assert answer.json()["errors"][0]["extensions"]["reason"] == "graphql-depth-limit"
+        assert upstream.requests == []
