@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-mint", action="store_true", help="skip the mint-mode gateway row")
     parser.add_argument("--no-tracing", action="store_true",
                         help="skip the interleaved tracing off vs on comparison")
+    parser.add_argument("--paired-rounds", type=int, default=4, metavar="N",
+                        help="rounds of 5 s slices in the interleaved comparisons (default 4; more rounds, less drift)")
     parser.add_argument("--no-documents", action="store_true",
                         help="skip the interleaved trusted documents off vs enforce comparison")
     parser.add_argument("--no-keepalive-check", action="store_true",
@@ -364,7 +366,7 @@ class Bench:
         assert self.direct is not None
         workers = self.args.workers[0]
         specs = [TargetSpec("gateway", f"paired {name} w={workers}", workers, env) for name, env in variants]
-        slices, length = (2, "3s") if self.args.quick else (4, "5s")
+        slices, length = (2, "3s") if self.args.quick else (self.args.paired_rounds, "5s")
         started = [self.start(spec) for spec in specs]
         try:
             totals = [[0, 0.0, 0.0] for _ in started]  # requests, seconds, CPU seconds
