@@ -262,21 +262,11 @@ def test_documents_check_command(manifests: list[str], tmp_path: Path) -> None:
 
 def test_apq_registered_on_one_replica_hits_on_another_through_redis(
         jwks_server: JwksServer, upstream: RecordingUpstream, mint: Mint) -> None:
-    import os
-    import shutil
+    from tests.support.redis_server import running_redis
 
-    from tests.support.redis_server import RedisServer
-
-    if shutil.which("redis-server") is None:
-        message = "redis-server is not installed (bash scripts/test-tools/redis.sh)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
     text = "query Shared { viewer { id } }"
     hashed = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha(text)}}}
-    redis = RedisServer()
-    redis.start()
-    try:
+    with running_redis() as redis:
         env = gateway_env(jwks_server.url, {"hasura": hasura_backend(upstream.url, documents={"mode": "apq"})},
                           GATEWAY_REDIS_URL=redis.url)
         with GatewayProcess(env) as first, GatewayProcess(env) as second:
@@ -285,8 +275,6 @@ def test_apq_registered_on_one_replica_hits_on_another_through_redis(
             upstream.reset()
             assert post(second, "hasura", hashed, mint()).status_code == 200
             assert upstream.last().json() == {"query": text}
-    finally:
-        redis.stop()
 
 
 def test_a_manifest_document_the_limits_refuse_is_named_at_start_and_refused_per_request(

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -23,24 +21,15 @@ from clerk_gateway.proxy.guards import RequestContext
 from clerk_gateway.ratelimit import Rate, RateLimitedError, RateLimitGuard
 from clerk_gateway.ratelimit.redis_store import RedisBucketStore, RedisConnection, connect_redis
 from tests.support.ports import LOCALHOST, free_port
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, running_redis
 
 PREFIX = "e2e:rl:"
 
 
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        message = "redis-server is not installed (bash scripts/test-tools/redis.sh)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    server = RedisServer()
-    server.start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

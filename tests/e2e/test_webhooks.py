@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -26,7 +24,7 @@ from websockets.typing import Subprotocol
 from tests.e2e.conftest import Mint, bearer
 from tests.support.gateway_process import GatewayProcess, gateway_env, hasura_backend
 from tests.support.jwks_server import JwksServer
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, running_redis
 from tests.support.upstream import RecordingUpstream
 from tests.support.webhook_signing import SECRET, signed_delivery
 from tests.support.ws_upstream import TRANSPORT, GraphQLWebSocketUpstream
@@ -241,17 +239,8 @@ def test_without_a_signing_secret_there_is_no_endpoint(jwks_server: JwksServer, 
 
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        message = "redis-server is not installed (bash scripts/test-tools/redis.sh)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    server = RedisServer()
-    server.start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def test_a_revocation_reaches_every_replica_within_a_second(

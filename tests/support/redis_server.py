@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 
+import pytest
 from redis import Redis as SyncRedis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -15,7 +19,7 @@ from redis.retry import Retry
 from .ports import LOCALHOST, free_port
 from .processes import stop_process
 
-__all__ = ["RedisServer"]
+__all__ = ["RedisServer", "running_redis"]
 
 
 class RedisServer:
@@ -53,3 +57,20 @@ class RedisServer:
 
     def client(self) -> SyncRedis:
         return SyncRedis(host=LOCALHOST, port=self.port, socket_timeout=2)
+
+
+@contextlib.contextmanager
+def running_redis() -> Iterator[RedisServer]:
+    """A started server for a test or fixture; skipped without ``redis-server`` (a failure under CI,
+    which installs it)."""
+    if shutil.which("redis-server") is None:
+        message = "redis-server is not installed (bash scripts/test-tools/redis.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -12,7 +12,7 @@ import asyncio
 import email.utils
 import io
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,11 +109,6 @@ def _fresh_clerk(clerk: FakeClerkApi) -> None:
     clerk.clear_users()
     clerk.on_users_page = None
 
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False, timeout=5.0) as client:
-        yield client
 
 
 @pytest.fixture

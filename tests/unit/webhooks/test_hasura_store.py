@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import graphql
@@ -26,16 +25,6 @@ USER = UserRecord(user_id="user_abc123", values={"id": "user_abc123", "name": "A
 SOFT = {"version_column": "version", "delete": "soft", "deleted_column": "deleted_at"}
 
 
-@pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as router:
-        yield router
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def store(http: httpx.AsyncClient, **settings: Any) -> HasuraUserStore:

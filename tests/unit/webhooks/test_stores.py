@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from unittest.mock import Mock
 
@@ -18,12 +17,6 @@ from clerk_gateway.settings.user_sync import UserSyncSettings
 from clerk_gateway.webhooks.fauna_store import FaunaUserStore
 from clerk_gateway.webhooks.hasura_store import HasuraUserStore
 from clerk_gateway.webhooks.stores import build_user_store
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def adapters() -> dict[str, Adapter]:
