@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,14 +32,12 @@ from clerk_gateway.webhooks.records import user_record
 from clerk_gateway.webhooks.store import SyncUnavailable, WriteOutcome
 from clerk_gateway.webhooks.stores import build_user_store
 from tests.support.clerk_events import USER_ID, deleted_user, event, user_payload
-from tests.support.pg_graphql import DEFAULT_ADMIN_SECRET, PgGraphQL
+from tests.support.pg_graphql import DEFAULT_ADMIN_SECRET, PgGraphQL, recreate_users_table
 from tests.support.ports import free_port
 from tests.support.postgres import PostgresServer, unavailable_reason
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"Postgres: {unavailable_reason()}")
 
-ROOT = Path(__file__).resolve().parents[2]
-MIGRATIONS = sorted((ROOT / "hasura" / "migrations" / "default").glob("*/up.sql"))
 SYNC_COLUMNS = """
 ALTER TABLE public.users
     ADD COLUMN version bigint,
@@ -91,9 +88,7 @@ def backend(postgres: PostgresServer) -> Iterator[PgGraphQL]:
 
 @pytest.fixture
 def rows(postgres: PostgresServer, backend: PgGraphQL) -> Rows:
-    migrations = "\n".join(path.read_text() for path in MIGRATIONS)
-    postgres.psql(f"DROP TABLE IF EXISTS public.users;\n{migrations}\n{SYNC_COLUMNS}", database=DATABASE,
-                  single_transaction=True)
+    recreate_users_table(postgres, DATABASE, SYNC_COLUMNS)
     backend.reset()
     return Rows(postgres.dsn_for(DATABASE))
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -22,15 +21,13 @@ from tests.e2e.conftest import Mint, bearer
 from tests.support.clerk_events import USER_ID, deleted_user, event, user_payload
 from tests.support.gateway_process import GatewayProcess, gateway_env, hasura_backend
 from tests.support.jwks_server import JwksServer
-from tests.support.pg_graphql import DEFAULT_ADMIN_SECRET, PgGraphQL
+from tests.support.pg_graphql import DEFAULT_ADMIN_SECRET, PgGraphQL, recreate_users_table
 from tests.support.postgres import PostgresServer, unavailable_reason
 from tests.support.upstream import RecordingUpstream
 from tests.support.webhook_signing import SECRET, signed_delivery
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"Postgres: {unavailable_reason()}")
 
-ROOT = Path(__file__).resolve().parents[2]
-MIGRATIONS = sorted((ROOT / "hasura" / "migrations" / "default").glob("*/up.sql"))
 DATABASE = "webhook_sync"
 T0 = 1748751899113
 
@@ -50,10 +47,8 @@ def backend(postgres: PostgresServer) -> Iterator[PgGraphQL]:
 
 @pytest.fixture
 def table(postgres: PostgresServer, backend: PgGraphQL) -> str:
-    migrations = "\n".join(path.read_text() for path in MIGRATIONS)
-    postgres.psql(f"DROP TABLE IF EXISTS public.users;\n{migrations}\n"
-                  "ALTER TABLE public.users ADD COLUMN clerk_updated_at bigint, ADD COLUMN email text,"
-                  " ADD COLUMN deleted_at timestamp with time zone;", database=DATABASE, single_transaction=True)
+    recreate_users_table(postgres, DATABASE, "ALTER TABLE public.users ADD COLUMN clerk_updated_at bigint,"
+                         " ADD COLUMN email text, ADD COLUMN deleted_at timestamp with time zone;")
     backend.reset()
     return postgres.dsn_for(DATABASE)
 

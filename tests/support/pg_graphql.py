@@ -33,6 +33,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import graphql
@@ -42,6 +43,7 @@ from graphql.execution.values import get_argument_values, get_variable_values
 from psycopg import sql
 
 from .ports import BackgroundServer
+from .postgres import PostgresServer
 from .upstream import RecordedRequest
 
 __all__ = ["DEFAULT_ADMIN_SECRET", "GRAPHQL_PATH", "PgGraphQL"]
@@ -499,3 +501,15 @@ def _postgres_refusal(error: psycopg.Error) -> _Refusal:
     if state.startswith("22"):
         return _Refusal("data-exception", primary, internal=internal)
     return _Refusal("unexpected", "database query error", internal=internal)
+
+
+#: The repository's Hasura migrations (the tutorials' users table), applied in order.
+MIGRATIONS = sorted((Path(__file__).resolve().parents[2] / "hasura" / "migrations" / "default").glob("*/up.sql"))
+
+
+def recreate_users_table(postgres: PostgresServer, database: str, extra_sql: str = "") -> None:
+    """Drop ``public.users`` and create it again from the repository's migrations, plus the
+    columns a test adds (``extra_sql``), in one transaction: every test starts from the same table."""
+    migrations = "\n".join(path.read_text() for path in MIGRATIONS)
+    postgres.psql(f"DROP TABLE IF EXISTS public.users;\n{migrations}\n{extra_sql}", database=database,
+                  single_transaction=True)
