@@ -64,20 +64,21 @@ def _subscription_check(guard: GraphQLLimitsGuard) -> Callable[[str, bytes | Non
     return check
 
 
-def _apq_redis(settings: Settings) -> Any:
-    """The Redis the APQ stores share, when a backend uses APQ and ``GATEWAY_REDIS_URL`` is set."""
+def _shared_redis(settings: Settings) -> Any:
+    """The ``GATEWAY_REDIS_URL`` clients, opened once, when something shares state through them:
+    the webhooks (delivery ids, revocations) or a backend's APQ store."""
     url = settings.gateway.redis_url.get_secret_value() if settings.gateway.redis_url else None
     uses_apq = any(getattr(getattr(backend, "documents", None), "mode", "off") == "apq"
                    for backend in settings.backends.values())
-    if not url or not uses_apq:
+    if not url or not (uses_apq or settings.clerk.webhook_signing_secrets):
         return None
-    from redis.asyncio import Redis
+    from clerk_gateway.shared_redis import SharedRedis
 
-    return Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=0)
+    return SharedRedis.connect(url)
 
 
 def _document_resolver(name: str, adapter: Adapter, settings: Settings, graphql_guard: GraphQLLimitsGuard | None,
-                       apq_redis: Any) -> Any:
+                       shared: Any) -> Any:
     """A GraphQL backend's resolver (every mode cleans what goes upstream); None for the others."""
     documents = getattr(adapter.settings, "documents", None)
     if documents is None:
@@ -95,7 +96,8 @@ def _document_resolver(name: str, adapter: Adapter, settings: Settings, graphql_
                     "reason": violation.reason})
     apq = None
     if documents.mode == "apq":
-        apq = ApqStore(max_entries=documents.apq_cache_size, redis=apq_redis, key_prefix=f"clerk-gateway:apq:{name}:")
+        apq = ApqStore(max_entries=documents.apq_cache_size, redis=shared.commands if shared is not None else None,
+                       key_prefix=f"clerk-gateway:apq:{name}:")
     return DocumentResolver(name, documents, manifests=manifests, apq=apq)
 
 
@@ -131,7 +133,7 @@ class Runtime:
     websockets: SocketRegistry = field(default_factory=SocketRegistry)
     tracing: Any = None  # observability.tracing.Tracing when on; that module is imported only then
     webhooks: Any = None  # webhooks.setup.Webhooks when CLERK_WEBHOOK_SIGNING_SECRET is set
-    closables: list[Any] = field(default_factory=list)  # clients with an ``aclose`` (the APQ Redis)
+    closables: list[Any] = field(default_factory=list)  # clients with an ``aclose`` (the shared Redis)
 
     @classmethod
     def build(cls, settings: Settings, *, http: httpx.AsyncClient | None = None, tracing: Any = None) -> Runtime:
@@ -164,7 +166,7 @@ class Runtime:
         services = build_adapter_services(
             {service for adapter in adapters.values() for service in adapter.services_needed()}, settings, client)
         websockets = SocketRegistry()
-        apq_redis = _apq_redis(settings)
+        shared = _shared_redis(settings)
         ws_limits = WebSocketLimits(
             init_timeout=settings.gateway.ws_init_timeout_seconds,
             max_message_bytes=settings.gateway.ws_max_message_bytes,
@@ -181,7 +183,7 @@ class Runtime:
                 limits=ws_limits, registry=websockets, check_query=check_query, tracing=tracing)
             upstream = create_upstream_client(settings.gateway.upstream_client, backend.max_connections)
             upstreams.append(upstream)
-            resolver = _document_resolver(name, adapter, settings, graphql_guard, apq_redis)
+            resolver = _document_resolver(name, adapter, settings, graphql_guard, shared)
             socket_proxies[name].documents = resolver
             proxy_class = BackendProxy if tracing is None else TracedBackendProxy
             proxies[name] = proxy_class(
@@ -197,11 +199,11 @@ class Runtime:
             from clerk_gateway.webhooks.setup import build_webhooks
 
             webhooks = build_webhooks(settings, adapters, client, sockets=websockets, token_cache=token_cache,
-                                      services=services)
+                                      services=services, redis=shared)
             verifier.revocations = webhooks.revocations.revoked
         runtime = cls(settings, client, keys, verifier, adapters, proxies, upstreams, rate_limit, services,
                       socket_proxies, websockets, tracing, webhooks)
-        runtime.closables = [apq_redis] if apq_redis is not None else []
+        runtime.closables = [shared] if shared is not None else []
         return runtime
 
     async def start(self) -> None:

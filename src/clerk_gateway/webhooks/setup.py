@@ -3,7 +3,6 @@ store, the revocation hub and its listeners (the sockets and caches of this proc
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,11 +20,10 @@ from .stores import build_user_store
 from .verification import WebhookVerifier
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
     from clerk_gateway.auth.token_cache import VerifiedTokenCache
     from clerk_gateway.proxy.ws_sessions import SocketRegistry
     from clerk_gateway.settings import Settings
+    from clerk_gateway.shared_redis import SharedRedis
 
 #: What a revoked socket is closed with (PRODUCT.md): the client library reconnects and
 #: authenticates again, which a signed-out user cannot.
@@ -37,7 +35,6 @@ class Webhooks:
     endpoint: ClerkWebhookEndpoint
     revocations: RevocationHub
     store: UserStore | None
-    redis: list[Redis]
 
     async def start(self) -> None:
         await self.revocations.start()
@@ -46,32 +43,17 @@ class Webhooks:
         await self.revocations.aclose()
         if self.store is not None:
             await self.store.aclose()
-        for client in self.redis:
-            with contextlib.suppress(Exception):
-                await client.aclose()
-
-
-def shared_redis(url: str) -> tuple[Redis, Redis]:
-    """Two clients of ``GATEWAY_REDIS_URL``: one for commands, which must fail fast, and one that
-    holds the revocation channel open (a read timeout there would only mean "no message yet")."""
-    from redis.asyncio import Redis
-
-    commands = Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=0)
-    subscriber = Redis.from_url(url, socket_timeout=None, socket_connect_timeout=2.0, health_check_interval=15)
-    return commands, subscriber
 
 
 def build_webhooks(settings: Settings, adapters: Mapping[str, Adapter], http: httpx.AsyncClient, *,
-                   sockets: SocketRegistry, token_cache: VerifiedTokenCache | None, services: Any) -> Webhooks:
+                   sockets: SocketRegistry, token_cache: VerifiedTokenCache | None, services: Any,
+                   redis: SharedRedis | None) -> Webhooks:
+    """``redis``: the process's ``GATEWAY_REDIS_URL`` clients (owned and closed by the runtime)."""
     secrets = settings.clerk.webhook_signing_secrets
-    redis_url = settings.gateway.redis_url.get_secret_value() if settings.gateway.redis_url else None
-    clients: list[Redis] = []
     deliveries: DeliveryLog
-    if redis_url:
-        commands, subscriber = shared_redis(redis_url)
-        clients = [commands, subscriber]
-        deliveries = RedisDeliveryLog(commands)
-        hub = RevocationHub(RevokedSessions(), redis=commands, subscriber=subscriber)
+    if redis is not None:
+        deliveries = RedisDeliveryLog(redis.commands)
+        hub = RevocationHub(RevokedSessions(), redis=redis.commands, subscriber=redis.subscriber)
     else:
         deliveries = MemoryDeliveryLog()
         hub = RevocationHub(RevokedSessions())
@@ -94,4 +76,4 @@ def build_webhooks(settings: Settings, adapters: Mapping[str, Adapter], http: ht
     handler = ClerkEventHandler(sync=sync, store=store, revocations=hub)
     endpoint = ClerkWebhookEndpoint(WebhookVerifier(secrets), deliveries, handler,
                                     max_body_bytes=settings.gateway.webhook_max_body_bytes)
-    return Webhooks(endpoint, hub, store, clients)
+    return Webhooks(endpoint, hub, store)
