@@ -31,7 +31,7 @@ import httpx
 
 from clerk_gateway.settings.user_sync import UserSyncSettings
 
-from .hasura_store import iso_utc, post_json, reason_word, safe_message
+from .backend_http import iso_utc, post_json, reason_word, safe_message
 from .records import UserRecord
 from .store import SyncUnavailable, WriteOutcome
 

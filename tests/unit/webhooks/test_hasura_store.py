@@ -14,7 +14,8 @@ import pytest
 import respx
 
 from clerk_gateway.settings.user_sync import UserSyncSettings
-from clerk_gateway.webhooks.hasura_store import HasuraUserStore, build_documents, iso_utc, safe_message
+from clerk_gateway.webhooks.backend_http import iso_utc, safe_message
+from clerk_gateway.webhooks.hasura_store import HasuraUserStore, build_documents
 from clerk_gateway.webhooks.records import UserRecord
 from clerk_gateway.webhooks.store import SyncUnavailable, WriteOutcome
 
