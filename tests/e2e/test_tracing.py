@@ -69,6 +69,8 @@ def test_a_request_is_one_trace_under_the_clients_traceparent(gateway: GatewayPr
 
     spans = _one_trace(collector, CLIENT_TRACE, {"POST /hasura", "clerk_gateway.verify_token",
                                                  "clerk_gateway.fetch_keys", "clerk_gateway.adapter", "POST"})
+    collector.wait_for("POST /hasura", count=2)  # both requests' server spans (the exporter batches them)
+    collector.wait_for("clerk_gateway.verify_token", count=2)
     server = [span for span in collector.spans if span.trace_id == CLIENT_TRACE and span.name == "POST /hasura"]
     assert len(server) == 2
     first_server = next(span for span in server if any(
